@@ -1,0 +1,82 @@
+"""Settings every service shares, read from the environment.
+
+Bad values fail fast with a ConfigError that names the variable, so a typo in a
+compose file is one line in `docker logs`, not a crash loop with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value we cannot use."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+_NODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "")
+    return value if value != "" else default
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw, 0)
+    except ValueError:
+        raise ConfigError(name, f"{raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(name, f"{value} is outside {lo}..{hi}")
+    return value
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(name, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def node_name_from(raw: str) -> str:
+    """NATS subject tokens cannot hold '.', '*', '>' or spaces: map them to '-'."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", raw.strip())[:64]
+    return name or "node"
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: str
+    nats_url: str
+    state_dir: str
+    run_dir: str
+    log_dir: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        raw_node = env.get("NODE_NAME", "") or env.get("CLAB_LABEL_CLAB_NODE_NAME", "") or socket.gethostname()
+        node = node_name_from(raw_node)
+        if env.get("NODE_NAME") and not _NODE_RE.match(env["NODE_NAME"]):
+            raise ConfigError("NODE_NAME", "use letters, digits, '-' and '_' only (at most 64)")
+        nats_url = env_str(env, "NATS_URL", f"nats://{env_str(env, 'NATS_LISTEN', '127.0.0.1:4222')}")
+        if not nats_url.startswith(("nats://", "tls://", "ws://", "wss://")):
+            raise ConfigError("NATS_URL", f"{nats_url!r} is not a nats:// URL")
+        return cls(
+            node=node,
+            nats_url=nats_url,
+            state_dir=env_str(env, "STATE_DIR", "/var/lib/qemu-bmc"),
+            run_dir=env_str(env, "RUN_DIR", "/run/qemu-bmc"),
+            log_dir=env_str(env, "LOG_DIR", "/var/log/qemu-bmc"),
+        )

@@ -1,0 +1,142 @@
+"""Message types on the bus: msgspec Structs encoded as JSON.
+
+Each carries a version field `v`; consumers ignore fields they do not know, so
+a field can be added without a flag day. Replies are a tagged union: the reply
+type a request names, or ErrorReply.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+PowerAction = Literal["on", "off", "soft", "reset", "cycle", "nmi"]
+PowerStateName = Literal["on", "off"]
+BootDevice = Literal["none", "pxe", "disk", "cdrom", "bios"]
+RestorePolicy = Literal["always-off", "previous", "always-on"]
+
+
+class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, tag_field="type"):
+    v: int = 1
+
+
+class ErrorReply(Message, tag="error"):
+    """A request failed. `code` is stable and machine-readable."""
+
+    code: str
+    message: str
+
+
+# --- power -----------------------------------------------------------------
+
+
+class PowerSet(Message, tag="power.set"):
+    action: PowerAction
+    source: str = ""  # who asked: "ipmi", "cli", ... (for the log and trace)
+
+
+class PowerGet(Message, tag="power.get"):
+    pass
+
+
+class PowerStatus(Message, tag="power.status"):
+    state: PowerStateName
+    vm_status: str  # QMP query-status ("running", "paused", ...) or "stopped"
+    restore_policy: RestorePolicy
+    last_cause: str = ""  # why the state last changed
+    since: float = 0.0  # unix time of the last change
+
+
+class PowerChanged(Message, tag="power.changed"):
+    state: PowerStateName
+    cause: str  # "power-on", "power-off", "guest-poweroff", "crashed", "restore-policy", ...
+    action: str = ""  # the requested action that led here, if any
+
+
+class VmEvent(Message, tag="vm.event"):
+    event: str  # QMP event name: RESET, SHUTDOWN, POWERDOWN, GUEST_PANICKED ...
+    data: dict = {}
+    guest: bool = False  # initiated by the guest
+
+
+# --- boot ------------------------------------------------------------------
+
+
+class BootSet(Message, tag="boot.set"):
+    device: BootDevice
+    persistent: bool = False
+    efi: bool = False
+
+
+class BootGet(Message, tag="boot.get"):
+    pass
+
+
+class BootStatus(Message, tag="boot.status"):
+    device: BootDevice
+    persistent: bool
+    efi: bool
+
+
+# --- console ---------------------------------------------------------------
+
+
+class ConsoleHistoryGet(Message, tag="console.history"):
+    max_bytes: int = 65536
+
+
+# --- ipmi ------------------------------------------------------------------
+
+
+class IpmiSessionEvent(Message, tag="ipmi.session"):
+    what: Literal["opened", "closed", "expired", "auth-failed"]
+    peer: str
+    user: str = ""
+    privilege: str = ""
+    cipher_suite: int = -1
+
+
+class StatsGet(Message, tag="stats.get"):
+    pass
+
+
+class IpmiStats(Message, tag="ipmi.stats"):
+    datagrams: int
+    dropped: dict[str, int]
+    sessions_active: int
+    sessions_opened: int
+    auth_failures: int
+
+
+# --- net -------------------------------------------------------------------
+
+
+class NetLink(Message, tag="net.link"):
+    ifname: str
+    change: Literal["added", "removed", "up", "down"]
+    mac: str = ""
+    mtu: int = 0
+
+
+class NicsGet(Message, tag="nics.get"):
+    pass
+
+
+class Nic(msgspec.Struct, kw_only=True):
+    ifname: str
+    mac: str
+    mtu: int
+    up: bool
+
+
+class NicPlan(Message, tag="net.nics"):
+    nics: list[Nic]
+    waiting_for: list[str] = []
+
+
+encode = msgspec.json.encode
+
+
+def decode(data: bytes, type_):
+    return msgspec.json.decode(data, type=type_)

@@ -1,0 +1,177 @@
+"""`qemu-bmc`: the operator's command inside the container.
+
+  qemu-bmc status            power state, services, IPMI counters
+  qemu-bmc power ACTION      on | off | soft | reset | cycle | nmi | status
+  qemu-bmc trace [SUBJECT]   print every bus message as it passes (default bmc.>)
+  qemu-bmc check-config      validate the environment; exit 2 naming a bad variable
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import sys
+
+from bus import BusError, ConfigError, Settings, Subjects, connect
+from bus.messages import IpmiStats, PowerGet, PowerSet, PowerStatus, StatsGet
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"qemu-bmc: bad configuration: {exc}")
+
+
+async def _status(args) -> int:
+    settings = _settings()
+    subjects = Subjects(settings.node)
+    print(f"node      {settings.node}")
+    try:
+        bus = await connect(settings.nats_url, "cli", wait=args.timeout)
+    except BusError as exc:
+        print(f"bus       unreachable: {exc}")
+        return 1
+    code = 0
+    try:
+        try:
+            power = await bus.request(subjects.power_get, PowerGet(), PowerStatus, args.timeout)
+            since = datetime.datetime.fromtimestamp(power.since).isoformat(timespec="seconds")
+            print(f"power     {power.state} (vm {power.vm_status}, last change: {power.last_cause or '-'} "
+                  f"at {since}, restore policy {power.restore_policy})")
+        except BusError as exc:
+            print(f"power     unknown: {exc}")
+            code = 1
+        try:
+            stats = await bus.request(subjects.ipmi_stats, StatsGet(), IpmiStats, args.timeout)
+            dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items())) or "none"
+            print(f"ipmi      {stats.sessions_active} session(s) active, {stats.sessions_opened} opened, "
+                  f"{stats.auth_failures} auth failure(s), {stats.datagrams} datagrams, dropped: {dropped}")
+        except BusError as exc:
+            print(f"ipmi      unknown: {exc}")
+            code = 1
+    finally:
+        await bus.close()
+    sock = os.path.join(settings.run_dir, "supervisor.sock")
+    try:
+        from services.power.supervisor import SupervisorControl
+        for proc in await SupervisorControl(sock).all_processes():
+            print(f"program   {proc['name']:<8} {proc['statename']:<8} {proc['description']}")
+    except Exception as exc:
+        print(f"programs  unknown: {exc}")
+    return code
+
+
+async def _power(args) -> int:
+    settings = _settings()
+    subjects = Subjects(settings.node)
+    try:
+        bus = await connect(settings.nats_url, "cli", wait=args.timeout)
+    except BusError as exc:
+        print(f"qemu-bmc: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.action == "status":
+            status = await bus.request(subjects.power_get, PowerGet(), PowerStatus, args.timeout)
+        else:
+            status = await bus.request(subjects.power_set, PowerSet(action=args.action, source="cli"),
+                                       PowerStatus, max(args.timeout, 30))
+        print(f"power {status.state}")
+        return 0
+    except BusError as exc:
+        print(f"qemu-bmc: power {args.action}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await bus.close()
+
+
+def _render(subject: str, data: bytes) -> str:
+    if ".console." in subject and not subject.endswith(".history"):
+        return repr(data)[1:]  # raw bytes, escaped so control characters stay visible
+    try:
+        return json.dumps(json.loads(data), separators=(",", ":"))
+    except ValueError:
+        return repr(data)[1:]
+
+
+async def _trace(args) -> int:
+    settings = _settings()
+    try:
+        bus = await connect(settings.nats_url, "trace", wait=args.timeout)
+    except BusError as exc:
+        print(f"qemu-bmc: {exc}", file=sys.stderr)
+        return 1
+    done = asyncio.Event()
+    count = 0
+
+    async def show(msg) -> None:
+        nonlocal count
+        stamp = datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        kind = "reply" if msg.subject.startswith("_INBOX.") else ("request" if msg.reply else "event")
+        print(f"{stamp} {kind:<7} {msg.subject} {_render(msg.subject, msg.data)}", flush=True)
+        count += 1
+        if args.count and count >= args.count:
+            done.set()
+
+    for subject in args.subjects or ["bmc.>"]:
+        await bus.nc.subscribe(subject, cb=show)
+    if not args.no_replies:
+        await bus.nc.subscribe("_INBOX.>", cb=show)
+    try:
+        if args.seconds:
+            await asyncio.wait_for(done.wait(), args.seconds)
+        else:
+            await done.wait()
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        await bus.close()
+    return 0
+
+
+def _check_config(_args) -> int:
+    """Validate every service's configuration the way each service will at start."""
+    from services.ipmi.config import ipmi_config_from_env
+    from services.net.plan import NetConfig
+    from services.power.config import power_config_from_env
+    try:
+        power_config_from_env()
+        config = ipmi_config_from_env()
+        NetConfig.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"qemu-bmc: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        print(f"qemu-bmc: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="qemu-bmc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the bus (default 5)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="power state, programs and IPMI counters")
+    p = sub.add_parser("power", help="power control")
+    p.add_argument("action", choices=["on", "off", "soft", "reset", "cycle", "nmi", "status"])
+    t = sub.add_parser("trace", help="print bus messages as they pass")
+    t.add_argument("subjects", nargs="*", help="subjects to watch (default: bmc.>)")
+    t.add_argument("--seconds", type=float, default=0, help="stop after this long")
+    t.add_argument("--count", type=int, default=0, help="stop after this many messages")
+    t.add_argument("--no-replies", action="store_true", help="leave out request replies")
+    sub.add_parser("check-config", help="validate the configuration variables")
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        sys.exit(_check_config(args))
+    runner = {"status": _status, "power": _power, "trace": _trace}[args.command]
+    try:
+        sys.exit(asyncio.run(runner(args)))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

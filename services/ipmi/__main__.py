@@ -1,0 +1,89 @@
+"""`qemu-bmc-ipmi`: the IPMI-over-LAN front end program run by supervisord."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from bus import BusUnavailable, ConfigError, Subjects, connect
+from bus.logs import setup_logging
+from bus.messages import IpmiSessionEvent, IpmiStats, StatsGet
+from services.ipmi.backend import BusBackend
+from services.ipmi.commands import CommandCore, DeviceIdentity, guid_wire
+from services.ipmi.config import FIRMWARE_VERSION, ipmi_config_from_env
+from services.ipmi.lan import LanEndpoint, SessionNote, privilege_name
+from services.ipmi.server import IpmiDatagramServer
+
+log = setup_logging("ipmi")
+
+
+async def run() -> None:
+    config = ipmi_config_from_env()
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    bus = await connect(config.bus.nats_url, "ipmi")
+    subjects = Subjects(config.bus.node)
+    backend = BusBackend(bus, subjects)
+    await backend.start()
+    system_guid = guid_wire(config.system_guid())
+    identity = DeviceIdentity(device_id=0x20, device_revision=1, firmware=FIRMWARE_VERSION,
+                              manufacturer_id=config.manufacturer_id, product_id=config.product_id,
+                              system_guid=system_guid, device_guid=guid_wire(config.device_guid()))
+    endpoint = LanEndpoint(config.users, system_guid, config.suites, config.session_limit,
+                           config.session_timeout)
+    core = CommandCore(identity, backend)
+    notes: asyncio.Queue[SessionNote] = asyncio.Queue(maxsize=1024)
+
+    def on_note(note: SessionNote) -> None:
+        log.info("session %s: %s from %s:%s%s", note.what, note.user or "-", note.peer[0], note.peer[1],
+                 f" ({privilege_name(note.privilege)}, suite {note.cipher_suite})" if note.what == "opened" else "")
+        if not notes.full():
+            notes.put_nowait(note)
+
+    async def publish_notes() -> None:
+        while True:
+            note = await notes.get()
+            await bus.publish(subjects.ipmi_session, IpmiSessionEvent(
+                what=note.what, peer=f"{note.peer[0]}:{note.peer[1]}", user=note.user,
+                privilege=privilege_name(note.privilege) if note.privilege else "",
+                cipher_suite=note.cipher_suite))
+
+    async def stats(_req: StatsGet) -> IpmiStats:
+        return IpmiStats(datagrams=endpoint.datagrams, dropped=dict(endpoint.dropped),
+                         sessions_active=len(endpoint.sessions), sessions_opened=endpoint.sessions_opened,
+                         auth_failures=endpoint.auth_failures)
+
+    await bus.serve(subjects.ipmi_stats, StatsGet, stats)
+    loop = asyncio.get_running_loop()
+    server = IpmiDatagramServer(endpoint, core, on_note)
+    transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(config.listen, config.port))
+    log.info("listening on %s:%d/udp, cipher suites %s, session limit %d", config.listen, config.port,
+             ",".join(map(str, config.suites)), config.session_limit)
+    background = [asyncio.create_task(server.expire_loop()), asyncio.create_task(publish_notes())]
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for task in background:
+        task.cancel()
+    transport.close()
+    await bus.close()
+
+
+def main() -> None:
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        sys.exit(2)
+    except BusUnavailable as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    except OSError as exc:
+        log.error("cannot listen: %s (IPMI_LISTEN/IPMI_PORT)", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

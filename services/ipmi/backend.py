@@ -1,0 +1,80 @@
+"""The command core's view of the rest of the BMC, kept from the bus.
+
+Power state is cached from `power.changed` events (and a `power.get` at start),
+so Get Chassis Status answers from the last known state even while NATS is
+away. Power control goes to the power agent as a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bus import Bus, BusError, BusTimeout, BusUnavailable, RemoteError, Subjects
+from bus.messages import PowerChanged, PowerGet, PowerSet, PowerStatus
+from services.ipmi.commands import CC_NODE_BUSY, CC_NOT_IN_PRESENT_STATE, CC_UNSPECIFIED, BackendError
+
+log = logging.getLogger("backend")
+
+# Chassis Control answers once the power agent finished or after this long,
+# whichever is first: a real BMC acknowledges the request, not the power-up.
+CONTROL_ANSWER_WAIT = 0.8
+LAST_EVENT_POWER_ON_BY_IPMI = 0x10
+
+
+class BusBackend:
+    def __init__(self, bus: Bus, subjects: Subjects):
+        self.bus = bus
+        self.subjects = subjects
+        self.power_on = False
+        self.restore_policy = "always-on"
+        self.last_power_event = 0
+        self.known = False  # have we heard from the power agent at all?
+        self._pending: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        await self.bus.subscribe(self.subjects.power_changed, PowerChanged, self._on_changed)
+        task = asyncio.create_task(self._initial_state())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _initial_state(self) -> None:
+        while not self.known:
+            try:
+                self._apply(await self.bus.request(self.subjects.power_get, PowerGet(), PowerStatus, 2.0))
+            except BusError:
+                await asyncio.sleep(0.5)
+
+    def _apply(self, status: PowerStatus) -> None:
+        self.power_on = status.state == "on"
+        self.restore_policy = status.restore_policy
+        self.known = True
+
+    async def _on_changed(self, event: PowerChanged) -> None:
+        self.power_on = event.state == "on"
+        self.known = True
+
+    async def power(self, action: str) -> None:
+        request = asyncio.create_task(self.bus.request(
+            self.subjects.power_set, PowerSet(action=action, source="ipmi"), PowerStatus, timeout=30.0))
+        self._pending.add(request)
+        request.add_done_callback(self._pending.discard)
+        request.add_done_callback(self._log_late_failure)
+        try:
+            status = await asyncio.wait_for(asyncio.shield(request), CONTROL_ANSWER_WAIT)
+        except asyncio.TimeoutError:
+            return  # accepted and under way
+        except RemoteError as exc:
+            if exc.code == "powered-off":
+                raise BackendError(CC_NOT_IN_PRESENT_STATE, str(exc)) from None
+            raise BackendError(CC_UNSPECIFIED, str(exc)) from None
+        except (BusUnavailable, BusTimeout) as exc:
+            raise BackendError(CC_NODE_BUSY, str(exc)) from None
+        self._apply(status)
+        if action == "on":
+            self.last_power_event = LAST_EVENT_POWER_ON_BY_IPMI
+
+    @staticmethod
+    def _log_late_failure(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("power request failed: %s", task.exception())

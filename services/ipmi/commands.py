@@ -1,0 +1,149 @@
+"""The IPMI command core: (netfn, cmd, data, privilege) in, (completion, data) out.
+
+Handlers that need the rest of the BMC go through a `Backend` (the bus edge in
+production, anything with the same methods in tests). Every request gets an
+answer: 0xC1 for unknown commands, 0xC7 for bad lengths, 0xCC for bad fields,
+0xD4 for insufficient privilege.
+
+Spec references are IPMI v2.0 rev 1.1 section numbers.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from services.ipmi.session import PRIV_ADMIN, PRIV_OPERATOR, PRIV_USER
+
+NETFN_CHASSIS, NETFN_APP = 0x00, 0x06
+
+CC_OK = 0x00
+CC_NODE_BUSY = 0xC0
+CC_INVALID_COMMAND = 0xC1
+CC_TIMEOUT = 0xC3
+CC_REQUEST_LENGTH = 0xC7
+CC_INVALID_FIELD = 0xCC
+CC_INSUFFICIENT_PRIVILEGE = 0xD4
+CC_NOT_IN_PRESENT_STATE = 0xD5
+CC_UNSPECIFIED = 0xFF
+
+CHASSIS_CONTROL_ACTIONS = {0: "off", 1: "on", 2: "cycle", 3: "reset", 4: "nmi", 5: "soft"}
+RESTORE_POLICY_BITS = {"always-off": 0, "previous": 1, "always-on": 2}
+
+
+class BackendError(Exception):
+    """The backend could not do it; `completion` is the code to answer with."""
+
+    def __init__(self, completion: int, message: str):
+        super().__init__(message)
+        self.completion = completion
+
+
+class Backend(Protocol):
+    power_on: bool
+    restore_policy: str
+    last_power_event: int  # Get Chassis Status byte 2 bits
+
+    async def power(self, action: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: int
+    device_revision: int
+    firmware: tuple[int, int]  # major (0..127), minor (0..99, sent as BCD)
+    manufacturer_id: int  # IANA enterprise number (20 bits)
+    product_id: int
+    system_guid: bytes  # 16 bytes, wire order
+    device_guid: bytes
+
+
+def guid_wire(value: uuid.UUID) -> bytes:
+    """GUIDs go out least significant byte first (IPMI 20.8, SMBIOS byte order)."""
+    return bytes(reversed(value.bytes))
+
+
+Handler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+
+
+class CommandCore:
+    def __init__(self, identity: DeviceIdentity, backend: Backend):
+        self.identity = identity
+        self.backend = backend
+        # (netfn, cmd) -> (lowest privilege allowed, handler)
+        self.table: dict[tuple[int, int], tuple[int, Handler]] = {
+            (NETFN_APP, 0x01): (PRIV_USER, self.get_device_id),
+            (NETFN_APP, 0x04): (PRIV_USER, self.get_self_test),
+            (NETFN_APP, 0x08): (PRIV_USER, self.get_device_guid),
+            (NETFN_APP, 0x37): (PRIV_USER, self.get_system_guid),
+            (NETFN_CHASSIS, 0x00): (PRIV_USER, self.get_chassis_capabilities),
+            (NETFN_CHASSIS, 0x01): (PRIV_USER, self.get_chassis_status),
+            (NETFN_CHASSIS, 0x02): (PRIV_OPERATOR, self.chassis_control),
+        }
+
+    async def handle(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes]:
+        entry = self.table.get((netfn, cmd))
+        if entry is None:
+            return CC_INVALID_COMMAND, b""
+        needed, handler = entry
+        if privilege < needed:
+            return CC_INSUFFICIENT_PRIVILEGE, b""
+        try:
+            return await handler(data)
+        except BackendError as exc:
+            return exc.completion, b""
+
+    # --- App (section 20) -----------------------------------------------------
+
+    async def get_device_id(self, data: bytes) -> tuple[int, bytes]:
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        ident = self.identity
+        major, minor = ident.firmware
+        minor_bcd = ((minor // 10) << 4) | (minor % 10)
+        additional = 0x80  # chassis device
+        return CC_OK, (bytes((ident.device_id, ident.device_revision & 0x0F, major & 0x7F, minor_bcd,
+                              0x02, additional))
+                       + struct.pack("<I", ident.manufacturer_id)[:3]
+                       + struct.pack("<H", ident.product_id) + bytes(4))
+
+    async def get_self_test(self, data: bytes) -> tuple[int, bytes]:
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        return CC_OK, b"\x55\x00"  # 55h: no error
+
+    async def get_device_guid(self, data: bytes) -> tuple[int, bytes]:
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        return CC_OK, self.identity.device_guid
+
+    async def get_system_guid(self, data: bytes) -> tuple[int, bytes]:
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        return CC_OK, self.identity.system_guid
+
+    # --- Chassis (section 28) ---------------------------------------------------
+
+    async def get_chassis_capabilities(self, data: bytes) -> tuple[int, bytes]:
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        # no intrusion/lockout flags; FRU, SDR, SEL, SM device addresses: the BMC (20h)
+        return CC_OK, bytes((0x00, 0x20, 0x20, 0x20, 0x20, 0x20))
+
+    async def get_chassis_status(self, data: bytes) -> tuple[int, bytes]:
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        b = self.backend
+        current = (0x01 if b.power_on else 0x00) | (RESTORE_POLICY_BITS.get(b.restore_policy, 3) << 5)
+        return CC_OK, bytes((current, b.last_power_event & 0x1F, 0x00))
+
+    async def chassis_control(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 1:
+            return CC_REQUEST_LENGTH, b""
+        action = CHASSIS_CONTROL_ACTIONS.get(data[0] & 0x0F)
+        if action is None:
+            return CC_INVALID_FIELD, b""
+        await self.backend.power(action)
+        return CC_OK, b""

@@ -1,0 +1,68 @@
+"""IPMI front end configuration (environment variables, validated at start)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Mapping
+
+from bus.config import ConfigError, Settings, env_int, env_str
+from services.ipmi.crypto import SUITES
+from services.ipmi.users import UserStore
+
+# RFC 5612 reserves enterprise number 32473 for documentation and examples: we
+# claim no real vendor's identity by default.
+DEFAULT_MANUFACTURER_ID = 32473
+FIRMWARE_VERSION = (0, 1)
+GUID_NAMESPACE = uuid.UUID("7d1b6a52-2a1b-4f1e-9a57-0c3e5b4d9f10")
+
+
+@dataclass(frozen=True)
+class IpmiConfig:
+    bus: Settings
+    listen: str
+    port: int
+    suites: tuple[int, ...]
+    session_limit: int
+    session_timeout: float
+    manufacturer_id: int
+    product_id: int
+    users: UserStore
+    warnings: tuple[str, ...]
+
+    def system_guid(self) -> uuid.UUID:
+        return uuid.uuid5(GUID_NAMESPACE, f"system:{self.bus.node}")
+
+    def device_guid(self) -> uuid.UUID:
+        return uuid.uuid5(GUID_NAMESPACE, f"bmc:{self.bus.node}")
+
+
+def _suites(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = env.get("IPMI_CIPHER_SUITES", "").strip() or "17,3,2,1"
+    try:
+        suites = tuple(int(s) for s in raw.split(","))
+    except ValueError:
+        raise ConfigError("IPMI_CIPHER_SUITES", f"{raw!r} is not a comma-separated list of numbers") from None
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ConfigError("IPMI_CIPHER_SUITES", f"unsupported suite(s) {unknown}; "
+                          f"choose from {sorted(SUITES)}")
+    return suites
+
+
+def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
+    env = os.environ if env is None else env
+    users, warnings = UserStore.from_env(env)
+    return IpmiConfig(
+        bus=Settings.from_env(env),
+        listen=env_str(env, "IPMI_LISTEN", "0.0.0.0"),
+        port=env_int(env, "IPMI_PORT", 623, 1, 65535),
+        suites=_suites(env),
+        session_limit=env_int(env, "IPMI_SESSION_LIMIT", 32, 1, 1024),
+        session_timeout=float(env_int(env, "IPMI_SESSION_TIMEOUT", 60, 5, 3600)),
+        manufacturer_id=env_int(env, "IPMI_MANUFACTURER_ID", DEFAULT_MANUFACTURER_ID, 0, 0xFFFFF),
+        product_id=env_int(env, "IPMI_PRODUCT_ID", 1, 0, 0xFFFF),
+        users=users,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,67 @@
+"""The asyncio edge of the IPMI front end: a UDP socket, the sans-IO endpoint,
+and tasks that run commands. Nothing protocol-specific happens here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from services.ipmi.commands import CC_UNSPECIFIED, CommandCore
+from services.ipmi.lan import Dispatch, LanEndpoint, Send, SessionNote
+
+log = logging.getLogger("server")
+
+
+class IpmiDatagramServer(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: LanEndpoint, core: CommandCore,
+                 on_note: Callable[[SessionNote], None] = lambda note: None):
+        self.endpoint = endpoint
+        self.core = core
+        self.on_note = on_note
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            actions = self.endpoint.datagram(data, addr, time.monotonic())
+        except Exception:  # a bug must cost one datagram, never the service
+            log.exception("datagram from %s crashed the endpoint; dropped", addr)
+            self.endpoint.dropped["internal-error"] += 1
+            return
+        self._perform(actions)
+
+    def _perform(self, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.transport.sendto(action.data, action.peer)
+            elif isinstance(action, Dispatch):
+                task = asyncio.create_task(self._run(action))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif isinstance(action, SessionNote):
+                self.on_note(action)
+
+    async def _run(self, dispatch: Dispatch) -> None:
+        req = dispatch.request
+        try:
+            completion, data = await self.core.handle(req.netfn, req.cmd, req.data, dispatch.privilege)
+        except Exception:
+            log.exception("command netfn %#x cmd %#x failed", req.netfn, req.cmd)
+            completion, data = CC_UNSPECIFIED, b""
+        send = self.endpoint.respond(dispatch, completion, data, time.monotonic())
+        if send is not None and self.transport is not None:
+            self.transport.sendto(send.data, send.peer)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("socket error: %s", exc)
+
+    async def expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for note in self.endpoint.expire(time.monotonic()):
+                self.on_note(note)

@@ -1,0 +1,50 @@
+"""`qemu-bmc-net`: the network program run by supervisord.
+
+This first cut watches and reports the interfaces meant for the VM; wiring them
+into QEMU (tc/bridge/macvtap, hot-plug) is the network issue's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from bus import BusUnavailable, ConfigError, Settings, Subjects, connect
+from bus.logs import setup_logging
+from services.net.plan import NetConfig
+from services.net.watcher import LinkWatcher
+
+log = setup_logging("net")
+
+
+async def run() -> None:
+    settings = Settings.from_env()
+    config = NetConfig.from_env(os.environ)
+    bus = await connect(settings.nats_url, "net")
+    watcher = LinkWatcher(bus, Subjects(settings.node), config, settings.node)
+    await watcher.start()
+    task = asyncio.create_task(watcher.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    task.cancel()
+    await bus.close()
+
+
+def main() -> None:
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        sys.exit(2)
+    except BusUnavailable as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The power agent: the one owner of the VM's power state and boot device.
+
+Current state comes only from QEMU (supervisord says the process runs, QMP
+answers query-status), never from what was last asked. Requests are served
+one at a time; QEMU's own events (guest poweroff, reboot, crash) arrive on a
+watcher task and are published as facts with their cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+
+import msgspec
+from qemu.qmp import ConnectError, ExecuteError, QMPClient, Runstate, StateError
+
+from bus import Bus, Subjects
+from bus.messages import (BootGet, BootSet, BootStatus, ErrorReply, Message, PowerChanged,
+                          PowerGet, PowerSet, PowerStatus, VmEvent)
+from services.power.config import PowerConfig
+from services.power.launch import write_plan
+from services.power.qemu_command import BootChoice, RuntimePaths, build_argv
+from services.power.supervisor import SupervisorControl, SupervisorError
+
+log = logging.getLogger("agent")
+
+RESTORE_MARKER = "power-restored"  # in RUN_DIR: the restore policy ran for this container start
+STATE_KEY = "power"
+QMP_CONNECT_TIMEOUT = 15.0
+CYCLE_OFF_INTERVAL = 1.0  # IPMI: power cycle keeps power off for at least 1 s
+
+
+class PowerError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class PersistedPower(msgspec.Struct, kw_only=True):
+    """What the power agent keeps in its key-value bucket."""
+
+    v: int = 1
+    last_state: str = "off"
+    boot_device: str = "none"
+    boot_persistent: bool = False
+    boot_efi: bool = False
+
+
+class PowerAgent:
+    def __init__(self, config: PowerConfig, bus: Bus, supervisor: SupervisorControl, kv):
+        self.config = config
+        self.bus = bus
+        self.subjects = Subjects(config.bus.node)
+        self.supervisor = supervisor
+        self.kv = kv
+        run = config.bus.run_dir
+        self.paths = RuntimePaths(
+            qmp_socket=os.path.join(run, "qmp.sock"),
+            serial_socket=os.path.join(run, "serial.sock"),
+            console_log=os.path.join(config.bus.log_dir, "console.log"),
+            vnc_secret_file=os.path.join(run, "vnc-password"),
+        )
+        self.state = "off"
+        self.last_cause = ""
+        self.since = time.time()
+        self.persisted = PersistedPower()
+        self._lock = asyncio.Lock()
+        self._qmp: QMPClient | None = None
+        self._watcher: asyncio.Task | None = None
+        self._expected_exit: str | None = None  # cause to report when QEMU exits because we asked
+        self._soft_off_requested = False
+        self._shutdown_reason: str | None = None
+        self._background: set[asyncio.Task] = set()
+
+    # --- start-up ------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._load()
+        info = await self.supervisor.info()
+        if info.running:
+            # power agent restarted under a running VM: re-attach, touch nothing
+            await self._attach()
+            self.state, self.last_cause = "on", "re-attached"
+            log.info("re-attached to running QEMU (pid %s)", info.pid)
+        s = self.subjects
+        await self.bus.serve(s.power_set, PowerSet, self.handle_power_set)
+        await self.bus.serve(s.power_get, PowerGet, self.handle_power_get)
+        await self.bus.serve(s.boot_set, BootSet, self.handle_boot_set)
+        await self.bus.serve(s.boot_get, BootGet, self.handle_boot_get)
+        marker = os.path.join(self.config.bus.run_dir, RESTORE_MARKER)
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            if not info.running:
+                await self._apply_restore_policy("restore-policy")
+
+    async def _load(self) -> None:
+        try:
+            entry = await self.kv.get(STATE_KEY)
+            self.persisted = msgspec.json.decode(entry.value, type=PersistedPower)
+        except Exception as exc:  # missing key or unreadable record: start from defaults
+            if exc.__class__.__name__ != "KeyNotFoundError":
+                log.warning("persisted power state unreadable (%s); using defaults", exc)
+
+    async def _save(self) -> None:
+        try:
+            await self.kv.put(STATE_KEY, msgspec.json.encode(self.persisted))
+        except Exception as exc:
+            log.error("could not persist power state: %s", exc)
+
+    async def _apply_restore_policy(self, cause: str) -> None:
+        policy = self.config.restore_policy
+        want_on = policy == "always-on" or (policy == "previous" and self.persisted.last_state == "on")
+        log.info("power restore policy %s (last state %s): %s", policy,
+                 self.persisted.last_state, "powering on" if want_on else "staying off")
+        if want_on:
+            async with self._lock:
+                try:
+                    await self._power_on(cause)
+                except PowerError as exc:
+                    log.error("restore policy could not power on: %s", exc)
+
+    # --- bus handlers --------------------------------------------------------
+
+    async def handle_power_get(self, _req: PowerGet) -> Message:
+        return await self.status()
+
+    async def handle_power_set(self, req: PowerSet) -> Message:
+        log.info("power %s requested%s", req.action, f" by {req.source}" if req.source else "")
+        async with self._lock:
+            try:
+                await self._do(req.action)
+            except PowerError as exc:
+                log.warning("power %s refused: %s", req.action, exc)
+                return ErrorReply(code=exc.code, message=str(exc))
+        return await self.status()
+
+    async def handle_boot_get(self, _req: BootGet) -> Message:
+        return self._boot_status()
+
+    async def handle_boot_set(self, req: BootSet) -> Message:
+        async with self._lock:
+            self.persisted.boot_device = req.device
+            self.persisted.boot_persistent = req.persistent
+            self.persisted.boot_efi = req.efi
+            await self._save()
+        log.info("boot device %s (%s, %s) for the next power-on", req.device,
+                 "persistent" if req.persistent else "once", "efi" if req.efi else "legacy")
+        return self._boot_status()
+
+    def _boot_status(self) -> BootStatus:
+        p = self.persisted
+        return BootStatus(device=p.boot_device, persistent=p.boot_persistent, efi=p.boot_efi)
+
+    async def status(self) -> PowerStatus:
+        vm_status = "stopped"
+        if self.state == "on" and self._qmp is not None:
+            with contextlib.suppress(Exception):
+                result = await asyncio.wait_for(self._qmp.execute("query-status"), 2)
+                vm_status = result["status"]
+        return PowerStatus(state=self.state, vm_status=vm_status,
+                           restore_policy=self.config.restore_policy,
+                           last_cause=self.last_cause, since=self.since)
+
+    # --- actions (called with the lock held) ---------------------------------
+
+    async def _do(self, action: str) -> None:
+        if action == "on":
+            await self._power_on("power-on")
+        elif action == "off":
+            await self._power_off("power-off")
+        elif action == "soft":
+            if self.state == "on":
+                self._soft_off_requested = True
+                await self._qmp_execute("system_powerdown")
+        elif action == "reset":
+            self._require_on(action)
+            await self._qmp_execute("system_reset")
+        elif action == "nmi":
+            self._require_on(action)
+            await self._qmp_execute("inject-nmi")
+        elif action == "cycle":
+            self._require_on(action)
+            await self._power_off("power-cycle")
+            await asyncio.sleep(CYCLE_OFF_INTERVAL)
+            await self._power_on("power-cycle")
+        else:  # the message type already limits this; keep the guard for other speakers
+            raise PowerError("bad-action", f"unknown power action {action!r}")
+
+    def _require_on(self, action: str) -> None:
+        if self.state != "on":
+            raise PowerError("powered-off", f"power {action} needs the server powered on")
+
+    async def _qmp_execute(self, command: str):
+        if self._qmp is None:
+            raise PowerError("qmp-unavailable", "no QMP connection to QEMU")
+        try:
+            return await asyncio.wait_for(self._qmp.execute(command), 5)
+        except (ExecuteError, StateError, asyncio.TimeoutError, ConnectionError, EOFError) as exc:
+            raise PowerError("qmp-failed", f"QMP {command} failed: {exc}") from None
+
+    async def _power_on(self, cause: str) -> None:
+        if self.state == "on":
+            return
+        boot = BootChoice(self.persisted.boot_device, self.persisted.boot_efi)
+        argv = build_argv(self.config.vm, self.paths, boot, self.config.bus.node)
+        if self.config.vm.vnc_password:
+            fd = os.open(self.paths.vnc_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.config.vm.vnc_password)
+        os.makedirs(os.path.dirname(self.paths.console_log), exist_ok=True)
+        write_plan(self.config.bus.run_dir, argv)
+        self._expected_exit = None
+        self._soft_off_requested = False
+        self._shutdown_reason = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.paths.qmp_socket)  # a stale socket would look like a live QEMU
+        try:
+            await self.supervisor.start()
+        except SupervisorError as exc:
+            raise PowerError("qemu-failed", f"could not start QEMU: {exc}") from None
+        await self._attach()
+        if boot.device != "none" and not self.persisted.boot_persistent:
+            self.persisted.boot_device = "none"  # a one-time choice is used up by this boot
+        self.persisted.last_state = "on"
+        await self._save()
+        await self._changed("on", cause)
+
+    async def _power_off(self, cause: str) -> None:
+        if self.state == "off":
+            return
+        self._expected_exit = cause
+        try:
+            await self.supervisor.stop()
+        except SupervisorError as exc:
+            raise PowerError("qemu-failed", f"could not stop QEMU: {exc}") from None
+        if self._watcher is not None:
+            await asyncio.shield(self._watcher)
+        self.persisted.last_state = "off"
+        await self._save()
+
+    # --- QMP ----------------------------------------------------------------
+
+    async def _attach(self) -> None:
+        """Connect QMP to the running QEMU, waiting for its socket to appear."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + QMP_CONNECT_TIMEOUT
+        while True:
+            qmp = QMPClient(self.config.bus.node)
+            try:
+                await qmp.connect(self.paths.qmp_socket)
+                break
+            except ConnectError as exc:
+                info = await self.supervisor.info()
+                if not info.running:
+                    raise PowerError("qemu-failed", f"QEMU exited at start (status {info.exitstatus}); "
+                                     "see the qemu: lines in the log") from None
+                if loop.time() > deadline:
+                    await self.supervisor.stop()
+                    raise PowerError("qemu-failed", f"QMP did not answer within "
+                                     f"{QMP_CONNECT_TIMEOUT:g}s: {exc}") from None
+                await asyncio.sleep(0.05)
+        self._qmp = qmp
+        self._watcher = asyncio.create_task(self._watch(qmp))
+
+    async def _watch(self, qmp: QMPClient) -> None:
+        """Forward QMP events until QEMU goes away, then report why it went."""
+        pump = asyncio.create_task(self._pump_events(qmp))
+        try:
+            while qmp.runstate == Runstate.RUNNING:
+                await qmp.runstate_changed()
+        finally:
+            pump.cancel()
+            with contextlib.suppress(Exception):
+                await qmp.disconnect()
+        self._qmp = None
+        await self._qemu_gone()
+
+    async def _pump_events(self, qmp: QMPClient) -> None:
+        async for event in qmp.events:
+            name = event["event"]
+            data = dict(event.get("data", {}))
+            guest = bool(data.get("guest", False))
+            if name == "SHUTDOWN":
+                self._shutdown_reason = data.get("reason")
+            log.info("QMP event %s %s", name, data or "")
+            await self.bus.publish(self.subjects.vm_event, VmEvent(event=name, data=data, guest=guest))
+
+    async def _qemu_gone(self) -> None:
+        # QMP hung up; the process may take a moment to be reaped by supervisord
+        for _ in range(100):
+            info = await self.supervisor.info()
+            if not info.running:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            log.warning("QMP closed but QEMU still runs; re-attaching")
+            with contextlib.suppress(PowerError):
+                await self._attach()
+                return
+        reason = self._shutdown_reason
+        if self._expected_exit:
+            cause = self._expected_exit
+        elif reason == "guest-shutdown":
+            cause = "soft-off" if self._soft_off_requested else "guest-poweroff"
+        elif reason == "guest-panic":
+            cause = "guest-panic"
+        elif reason == "host-qmp-quit":
+            cause = "qmp-quit"
+        else:
+            cause = "crashed"
+        self._watcher = None
+        await self._changed("off", cause)
+        if cause in ("soft-off", "guest-poweroff", "qmp-quit"):
+            self.persisted.last_state = "off"
+            await self._save()
+        if cause == "crashed":
+            log.error("QEMU exited unexpectedly (status %s)", info.exitstatus)
+            task = asyncio.create_task(self._apply_restore_policy("restore-after-crash"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _changed(self, state: str, cause: str) -> None:
+        self.state, self.last_cause, self.since = state, cause, time.time()
+        log.info("power %s (%s)", state, cause)
+        await self.bus.publish(self.subjects.power_changed, PowerChanged(state=state, cause=cause))
+
+    async def close(self) -> None:
+        """Detach from QEMU without touching it (the VM outlives the agent)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._qmp is not None:
+            with contextlib.suppress(Exception):
+                await self._qmp.disconnect()

@@ -1,0 +1,113 @@
+"""Power agent configuration (environment variables, validated at start)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Mapping
+
+from bus.config import ConfigError, Settings, env_choice, env_int, env_str
+
+DEFAULT_GUEST_DIR = "/usr/share/qemu-bmc/guest"
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    """What the VM is made of; read once when the power agent starts."""
+
+    accel: str  # "kvm" or "tcg" (auto is resolved here)
+    memory_mib: int
+    cpus: int
+    machine: str
+    disk: str  # path or ""
+    disk_format: str
+    cdrom: str  # path or ""
+    guest_dir: str  # embedded default guest (vmlinuz, initrd.img), used when disk is ""
+    guest_append: str
+    vnc_port: int  # TCP port, 5900 + display
+    vnc_password: str
+    extra_args: tuple[str, ...]
+    qemu_binary: str
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    bus: Settings
+    vm: VmConfig
+    restore_policy: str
+    soft_off_timeout: float
+
+
+def kvm_usable(path: str = "/dev/kvm") -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _memory_mib(env: Mapping[str, str]) -> int:
+    raw = env.get("VM_MEMORY", "").strip() or "512"
+    units = {"M": 1, "G": 1024}
+    number, unit = (raw[:-1], raw[-1].upper()) if raw[-1:].upper() in units else (raw, "M")
+    try:
+        mib = int(number) * units[unit]
+    except ValueError:
+        raise ConfigError("VM_MEMORY", f"{raw!r} is not a size like 512, 512M or 2G") from None
+    if not 64 <= mib <= 1024 * 1024:
+        raise ConfigError("VM_MEMORY", f"{raw!r} is outside 64M..1024G")
+    return mib
+
+
+def vm_config_from_env(env: Mapping[str, str]) -> VmConfig:
+    accel = env_choice(env, "QEMU_ACCEL", "auto", ("auto", "kvm", "tcg"))
+    if accel == "auto":
+        accel = "kvm" if kvm_usable() else "tcg"
+    disk = env.get("VM_DISK", "").strip()
+    if disk and not os.path.isfile(disk):
+        raise ConfigError("VM_DISK", f"{disk} does not exist (mount the image into the container)")
+    disk_format = env_choice(env, "VM_DISK_FORMAT", "qcow2" if disk.endswith(".qcow2") else "raw",
+                             ("qcow2", "raw"))
+    cdrom = env.get("VM_CDROM", "").strip()
+    if cdrom and not os.path.isfile(cdrom):
+        raise ConfigError("VM_CDROM", f"{cdrom} does not exist (mount the ISO into the container)")
+    guest_dir = env_str(env, "GUEST_DIR", DEFAULT_GUEST_DIR)
+    if not disk and not (os.path.isfile(os.path.join(guest_dir, "vmlinuz"))
+                         and os.path.isfile(os.path.join(guest_dir, "initrd.img"))):
+        raise ConfigError("GUEST_DIR", f"{guest_dir} lacks vmlinuz/initrd.img and VM_DISK is not set")
+    try:
+        extra = tuple(shlex.split(env.get("QEMU_EXTRA_ARGS", "")))
+    except ValueError as exc:
+        raise ConfigError("QEMU_EXTRA_ARGS", f"cannot split: {exc}") from None
+    vnc_password = env.get("VNC_PASSWORD", "")
+    if len(vnc_password) > 8:
+        # RFB's DES authentication uses only the first 8 characters; say so rather than surprise
+        raise ConfigError("VNC_PASSWORD", "VNC authentication allows at most 8 characters")
+    return VmConfig(
+        accel=accel,
+        memory_mib=_memory_mib(env),
+        cpus=env_int(env, "VM_CPUS", 1, 1, 64),
+        machine=env_str(env, "VM_MACHINE", "q35"),
+        disk=disk,
+        disk_format=disk_format,
+        cdrom=cdrom,
+        guest_dir=guest_dir,
+        guest_append=env_str(env, "GUEST_APPEND", "console=ttyS0 quiet"),
+        vnc_port=env_int(env, "VNC_PORT", 5900, 5900, 65535),
+        vnc_password=vnc_password,
+        extra_args=extra,
+        qemu_binary=env_str(env, "QEMU_BINARY", "qemu-system-x86_64"),
+    )
+
+
+def power_config_from_env(env: Mapping[str, str] | None = None) -> PowerConfig:
+    env = os.environ if env is None else env
+    return PowerConfig(
+        bus=Settings.from_env(env),
+        vm=vm_config_from_env(env),
+        restore_policy=env_choice(env, "POWER_RESTORE_POLICY", "always-on",
+                                  ("always-on", "always-off", "previous")),
+        soft_off_timeout=float(env_int(env, "SOFT_OFF_TIMEOUT", 60, 1, 3600)),
+    )

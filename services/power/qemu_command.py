@@ -1,0 +1,68 @@
+"""Builds QEMU's command line for one power-on. Pure: config and boot choice in,
+argv out, so every flag can be tested without starting anything."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from services.power.config import VmConfig
+
+
+@dataclass(frozen=True)
+class RuntimePaths:
+    qmp_socket: str
+    serial_socket: str
+    console_log: str
+    vnc_secret_file: str  # holds VNC_PASSWORD (0600) when one is set
+
+
+@dataclass(frozen=True)
+class BootChoice:
+    device: str  # none | pxe | disk | cdrom | bios
+    efi: bool = False
+
+
+def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -> list[str]:
+    argv = [
+        vm.qemu_binary,
+        "-name", f"{node},debug-threads=on",
+        "-machine", f"{vm.machine},accel={vm.accel}",
+        "-m", str(vm.memory_mib),
+        "-smp", str(vm.cpus),
+        "-nodefaults", "-no-user-config",
+        "-display", "none",
+        "-device", "VGA",
+        "-qmp", f"unix:{paths.qmp_socket},server=on,wait=off",
+        # QEMU writes every serial byte to the log itself, so nothing is lost
+        # while the console service is not connected.
+        "-chardev", f"socket,id=serial0,path={paths.serial_socket},server=on,wait=off,"
+                    f"logfile={paths.console_log},logappend=on",
+        "-serial", "chardev:serial0",
+        "-device", "pvpanic",
+    ]
+    if vm.accel == "kvm":
+        argv += ["-cpu", "host"]
+    display = vm.vnc_port - 5900
+    if vm.vnc_password:
+        argv += ["-object", f"secret,id=vncpw,file={paths.vnc_secret_file}",
+                 "-vnc", f":{display},password-secret=vncpw"]
+    else:
+        argv += ["-vnc", f":{display}"]
+
+    boots_embedded_guest = not vm.disk and boot.device in ("none", "disk")
+    if vm.disk:
+        argv += ["-drive", f"file={vm.disk},format={vm.disk_format},if=virtio,index=0"]
+    if vm.cdrom:
+        argv += ["-drive", f"file={vm.cdrom},media=cdrom,if=ide,index=2,readonly=on"]
+    if boots_embedded_guest:
+        argv += ["-kernel", os.path.join(vm.guest_dir, "vmlinuz"),
+                 "-initrd", os.path.join(vm.guest_dir, "initrd.img"),
+                 "-append", vm.guest_append]
+    order = {"pxe": "n", "disk": "c", "cdrom": "d"}.get(boot.device)
+    if order:
+        argv += ["-boot", f"order={order}"]
+    elif boot.device == "bios":
+        argv += ["-boot", "menu=on,splash-time=30000"]
+    argv += list(vm.extra_args)
+    return argv
