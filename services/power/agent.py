@@ -30,7 +30,9 @@ log = logging.getLogger("agent")
 RESTORE_MARKER = "power-restored"  # in RUN_DIR: the restore policy ran for this container start
 STATE_KEY = "power"
 QMP_CONNECT_TIMEOUT = 15.0
-CYCLE_OFF_INTERVAL = 1.0  # IPMI: power cycle keeps power off for at least 1 s
+CYCLE_OFF_INTERVAL = 1.0
+# causes that follow a power request, and the request's action
+ACTION_BY_CAUSE = {"power-on": "on", "power-off": "off", "power-cycle": "cycle", "soft-off": "soft"}  # IPMI: power cycle keeps power off for at least 1 s
 
 
 class PowerError(Exception):
@@ -325,7 +327,8 @@ class PowerAgent:
     async def _changed(self, state: str, cause: str) -> None:
         self.state, self.last_cause, self.since = state, cause, time.time()
         log.info("power %s (%s)", state, cause)
-        await self.bus.publish(self.subjects.power_changed, PowerChanged(state=state, cause=cause))
+        await self.bus.publish(self.subjects.power_changed,
+                               PowerChanged(state=state, cause=cause, action=ACTION_BY_CAUSE.get(cause, "")))
 
     async def close(self) -> None:
         """Detach from QEMU without touching it (the VM outlives the agent)."""

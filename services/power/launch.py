@@ -34,6 +34,7 @@ def main() -> None:
     except (OSError, ValueError, KeyError) as exc:
         sys.exit(f"qemu: no usable plan at {plan_path(settings.run_dir)} ({exc}); "
                  "power the VM on with `qemu-bmc power on`, not `supervisorctl start qemu`")
+    print("qemu: " + " ".join(argv), flush=True)  # the exact command line, for the log
     exec_with_prefix("qemu", argv)
 
 

@@ -1,0 +1,50 @@
+# qemu-bmc: a QEMU VM behind an emulated BMC. Three stages keep the image small:
+# the guest kernel/initramfs and the Python venv are built apart and copied in.
+#
+# BASE_IMAGE must be Debian bookworm. Where no registry is reachable, make one:
+#   debootstrap --variant=minbase bookworm DIR && tar -C DIR -c . | docker import - NAME
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS guest
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      linux-image-cloud-amd64 busybox-static kmod cpio gzip \
+ && rm -rf /var/lib/apt/lists/*
+COPY scripts/build-guest.sh /usr/local/bin/build-guest.sh
+RUN /usr/local/bin/build-guest.sh /guest
+
+FROM ${BASE_IMAGE} AS venv
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml /src/
+COPY bus /src/bus
+COPY services /src/services
+COPY qemu_bmc /src/qemu_bmc
+RUN python3 -m venv /opt/qemu-bmc/venv \
+ && /opt/qemu-bmc/venv/bin/pip install --no-cache-dir --disable-pip-version-check /src \
+ && find /opt/qemu-bmc/venv -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM ${BASE_IMAGE}
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 qemu-system-x86 nats-server ipmitool iproute2 \
+ && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*
+COPY --from=guest /guest /usr/share/qemu-bmc/guest
+COPY --from=venv /opt/qemu-bmc/venv /opt/qemu-bmc/venv
+COPY configs /etc/qemu-bmc
+COPY configs/supervisord.conf /etc/supervisor/supervisord.conf
+COPY scripts/entrypoint.sh /usr/local/bin/qemu-bmc-entrypoint
+ENV PATH=/opt/qemu-bmc/venv/bin:$PATH \
+    STATE_DIR=/var/lib/qemu-bmc \
+    RUN_DIR=/run/qemu-bmc \
+    LOG_DIR=/var/log/qemu-bmc \
+    QEMU_BMC_CONFIG_DIR=/etc/qemu-bmc \
+    GUEST_DIR=/usr/share/qemu-bmc/guest \
+    PYTHONUNBUFFERED=1
+VOLUME /var/lib/qemu-bmc
+# 623/udp IPMI, 5900/tcp VNC (the embedded NATS stays on loopback)
+EXPOSE 623/udp 5900/tcp
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/qemu-bmc-entrypoint"]

@@ -1,0 +1,140 @@
+"""Fixtures that start real parts: nats-server, the supervisord stack with QEMU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import GUEST_CACHE, REPO, free_port, ipmitool, wait_for  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def guest_dir() -> str:
+    """The embedded default guest, built once by scripts/build-guest.sh into a cache."""
+    if not os.path.isfile(os.path.join(GUEST_CACHE, "initrd.img")):
+        subprocess.run([os.path.join(REPO, "scripts", "build-guest.sh"), GUEST_CACHE], check=True)
+    return GUEST_CACHE
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A real nats-server with JetStream on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js",
+                             "-sd", str(tmp_path / "js")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"nats://127.0.0.1:{port}"
+    import socket
+    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close() or True, 10,
+             "nats-server to listen")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+class Stack:
+    """The whole product on the host, as supervisord runs it in the container."""
+
+    def __init__(self, root: str, env: dict[str, str]):
+        self.root = root
+        self.env = env
+        self.ipmi_port = int(env["IPMI_PORT"])
+        self.vnc_port = int(env["VNC_PORT"])
+        self.log_path = os.path.join(root, "stack.log")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([os.path.join(REPO, "scripts", "entrypoint.sh")], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+
+    def run(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed: {result.stderr}{result.stdout}")
+        return result
+
+    def ipmitool(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return ipmitool("127.0.0.1", self.ipmi_port, *args, **kw)
+
+    def supervisor_status(self) -> dict[str, str]:
+        out = self.run("supervisorctl", "-c", os.path.join(REPO, "configs", "supervisord.conf"), "status",
+                       check=False).stdout
+        return {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+
+    @property
+    def console_log(self) -> str:
+        path = os.path.join(self.env["LOG_DIR"], "console.log")
+        if not os.path.exists(path):
+            return ""
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def boots(self) -> int:
+        return self.console_log.count("qemu-bmc-guest: boot complete")
+
+    def output(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def power_state(self) -> str:
+        return self.ipmitool("power", "status").stdout.strip()
+
+
+def make_stack(tmp: str, guest: str, **overrides: str) -> Stack:
+    venv_bin = os.path.dirname(sys.executable)
+    nats_port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{venv_bin}:{env.get('PATH', '/usr/bin:/bin')}",
+        "STATE_DIR": os.path.join(tmp, "state"), "RUN_DIR": os.path.join(tmp, "run"),
+        "LOG_DIR": os.path.join(tmp, "log"), "QEMU_BMC_CONFIG_DIR": os.path.join(REPO, "configs"),
+        "NODE_NAME": "testnode", "NATS_LISTEN": f"127.0.0.1:{nats_port}",
+        "IPMI_PORT": str(free_port(__import__("socket").SOCK_DGRAM)), "VNC_PORT": str(free_port()),
+        "QEMU_ACCEL": "tcg", "GUEST_DIR": guest, "IPMI_PASSWORD": "secret",
+        "IPMI_USERS": "viewer:viewpw:user,ops:opspw:operator",
+    })
+    env.pop("NATS_URL", None)
+    env.update(overrides)
+    return Stack(tmp, env)
+
+
+@pytest.fixture(scope="module")
+def stack(guest_dir):
+    """A running stack (always-on policy) whose guest has booted once."""
+    tmp = tempfile.mkdtemp(prefix="qemu-bmc-stack-")
+    s = make_stack(tmp, guest_dir)
+    s.start()
+    try:
+        wait_for(lambda: s.boots() >= 1, 60, "the guest's first boot banner")
+        yield s
+    finally:
+        s.stop()
+        if os.environ.get("KEEP_TEST_DIRS") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pytest_runtest_makereport(item, call):
+    """On failure, show the stack's log tail: the whole story is there."""
+    if call.when == "call" and call.excinfo is not None:
+        s = item.funcargs.get("stack")
+        if isinstance(s, Stack):
+            tail = s.output()[-6000:]
+            item.add_report_section("call", "stack log (tail)", tail)
