@@ -18,11 +18,14 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml /src/
+# build/extra-ca-certificates.crt (optional, not in git): a CA bundle for pip when
+# PyPI is reached through a TLS-intercepting proxy. The test script provides it.
+COPY pyproject.toml build/extra-ca-certificate[s].crt /src/
 COPY bus /src/bus
 COPY services /src/services
 COPY qemu_bmc /src/qemu_bmc
 RUN python3 -m venv /opt/qemu-bmc/venv \
+ && if [ -f /src/extra-ca-certificates.crt ]; then export PIP_CERT=/src/extra-ca-certificates.crt; fi \
  && /opt/qemu-bmc/venv/bin/pip install --no-cache-dir --disable-pip-version-check /src \
  && find /opt/qemu-bmc/venv -name '__pycache__' -prune -exec rm -rf {} +
 

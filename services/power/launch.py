@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
 from bus.config import Settings
@@ -34,7 +35,7 @@ def main() -> None:
     except (OSError, ValueError, KeyError) as exc:
         sys.exit(f"qemu: no usable plan at {plan_path(settings.run_dir)} ({exc}); "
                  "power the VM on with `qemu-bmc power on`, not `supervisorctl start qemu`")
-    print("qemu: " + " ".join(argv), flush=True)  # the exact command line, for the log
+    print("qemu: " + shlex.join(argv), flush=True)  # the exact command line, for the log
     exec_with_prefix("qemu", argv)
 
 

@@ -1,0 +1,147 @@
+"""The real image under a real Docker engine, run least-privileged the way the
+README recommends, driven from outside by real ipmitool (walking skeleton
+acceptance). Needs dockerd; tests/run_tests.sh starts one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from helpers import REPO, ipmitool, wait_for
+from test_stack_power import parse_trace
+
+pytestmark = pytest.mark.docker
+IMAGE = os.environ.get("QEMU_BMC_TEST_IMAGE", "qemu-bmc:test")
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr}{result.stdout}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    base = os.environ.get("QEMU_BMC_BASE_IMAGE", "qemu-bmc-base:bookworm")
+    if docker("image", "inspect", base, check=False).returncode != 0:
+        subprocess.run([os.path.join(REPO, "scripts", "make-base-image.sh"), base], check=True, timeout=900)
+    build = subprocess.run(["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE, REPO],
+                           capture_output=True, text=True, timeout=1800)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return IMAGE
+
+
+class Container:
+    def __init__(self, name: str):
+        self.name = name
+        self.ipmi_port = int(docker("port", name, "623/udp").stdout.split(":")[-1])
+        self.vnc_port = int(docker("port", name, "5900/tcp").stdout.split(":")[-1])
+
+    def exec(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        return docker("exec", self.name, *args, timeout=timeout, check=check)
+
+    def ipmitool(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return ipmitool("127.0.0.1", self.ipmi_port, *args, **kw)
+
+    def programs(self) -> dict[str, str]:
+        out = self.exec("supervisorctl", "status", check=False).stdout
+        return {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+
+    def boots(self) -> int:
+        out = self.exec("cat", "/var/log/qemu-bmc/console.log", check=False).stdout
+        return out.count("qemu-bmc-guest: boot complete")
+
+    def power(self) -> str:
+        return self.ipmitool("power", "status").stdout.strip()
+
+    def logs(self) -> str:
+        r = docker("logs", self.name, check=False)
+        return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def container(image):
+    name = f"qemu-bmc-test-{uuid.uuid4().hex[:8]}"
+    docker("run", "-d", "--name", name, "--hostname", "node1",
+           "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun", "--device", "/dev/kvm",
+           "-e", "QEMU_ACCEL=tcg", "-e", "IPMI_PASSWORD=secret",
+           "-p", "127.0.0.1::623/udp", "-p", "127.0.0.1::5900", image)
+    try:
+        c = Container(name)
+        wait_for(lambda: c.boots() >= 1, 90, "the guest's boot banner in the console log")
+        yield c
+    finally:
+        logs = docker("logs", name, check=False)
+        os.makedirs(os.path.join(REPO, "artifacts"), exist_ok=True)
+        with open(os.path.join(REPO, "artifacts", f"{name}.log"), "w") as f:
+            f.write(logs.stdout + logs.stderr)
+        docker("rm", "-f", name, check=False)
+
+
+def test_supervisord_is_pid1_and_every_program_runs(container):
+    assert "supervisord" in container.exec("cat", "/proc/1/cmdline").stdout
+    programs = wait_for(lambda: (p := container.programs()) and all(v == "RUNNING" for v in p.values()) and p,
+                        30, "all programs RUNNING")
+    assert set(programs) == {"nats", "qemu", "power", "ipmi", "console", "net"}
+    assert "qemu-bmc-guest: boot complete" in container.exec("cat", "/var/log/qemu-bmc/console.log").stdout
+
+
+@pytest.mark.parametrize("cipher", [None, "3", "17"])
+def test_ipmitool_reads_the_bmc(container, cipher):
+    info = container.ipmitool("mc", "info", cipher=cipher).stdout
+    assert "IPMI Version              : 2.0" in info
+    assert container.ipmitool("power", "status", cipher=cipher).stdout.strip() == "Chassis Power is on"
+
+
+def test_power_off_on_cycle_reset_soft(container):
+    c = container
+    wait_for(lambda: c.power() == "Chassis Power is on", 20, "power on")
+    c.ipmitool("power", "off")
+    wait_for(lambda: c.power() == "Chassis Power is off", 20, "power off")
+    assert c.programs()["qemu"] == "STOPPED"
+
+    boots = c.boots()
+    c.ipmitool("power", "on", cipher="3")
+    wait_for(lambda: c.boots() == boots + 1, 90, "a boot after power on")
+    assert c.programs()["qemu"] == "RUNNING"
+
+    trace = subprocess.Popen(["docker", "exec", c.name, "qemu-bmc", "trace", "--seconds", "15"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    c.ipmitool("power", "cycle", cipher="17")
+    wait_for(lambda: c.boots() == boots + 2, 90, "a boot after power cycle")
+    out, _ = trace.communicate(timeout=30)
+    messages = parse_trace(out)
+    assert messages["request bmc.node1.power.set"][0]["action"] == "cycle", out
+    causes = [(m["state"], m["cause"]) for m in messages["event bmc.node1.power.changed"]]
+    assert ("off", "power-cycle") in causes and ("on", "power-cycle") in causes, out
+
+    c.ipmitool("power", "reset")
+    wait_for(lambda: c.boots() == boots + 3, 90, "a second boot banner after reset")
+
+    time.sleep(1.0)  # acpid in the guest must be listening for the power button
+    c.ipmitool("power", "soft")
+    wait_for(lambda: c.power() == "Chassis Power is off", 30, "the guest to power itself off")
+    assert "power off (soft-off)" in c.logs()
+    c.ipmitool("power", "on")
+    wait_for(lambda: c.boots() == boots + 4, 90, "a boot after power on")
+
+
+def test_wrong_password_is_refused(container):
+    before = container.power()
+    result = container.ipmitool("power", "off", password="wrong", check=False)
+    assert result.returncode != 0
+    assert container.power() == before
+
+
+def test_vnc_answers_an_rfb_handshake(container):
+    def banner():
+        with socket.create_connection(("127.0.0.1", container.vnc_port), timeout=2) as s:
+            return s.recv(12)
+    assert wait_for(banner, 20, "an RFB banner").startswith(b"RFB 003.00")
