@@ -119,9 +119,19 @@ class Bus:
                     log.warning("could not answer on %s: %s", subject, exc)
 
         await self.nc.subscribe(subject, cb=on_msg)
+        await self._flush()  # the server knows the subscription when serve() returns
+
+    async def _flush(self) -> None:
+        try:
+            await self.nc.flush(timeout=2)
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            log.debug("flush after subscribe: %s", exc)
 
     async def subscribe_raw(self, subject: str, callback: Callable[[Msg], Awaitable[None]]):
-        return await self.nc.subscribe(subject, cb=callback)
+        """Subscribe to raw payloads (console bytes, or replies built by hand)."""
+        sub = await self.nc.subscribe(subject, cb=callback)
+        await self._flush()
+        return sub
 
     async def subscribe(self, subject: str, message_type: type[Q],
                         callback: Callable[[Q], Awaitable[None]]):
@@ -135,7 +145,9 @@ class Bus:
                 return
             await callback(event)
 
-        return await self.nc.subscribe(subject, cb=on_msg)
+        sub = await self.nc.subscribe(subject, cb=on_msg)
+        await self._flush()
+        return sub
 
     async def close(self) -> None:
         self.closing = True

@@ -117,9 +117,9 @@ async def _trace(args) -> int:
             done.set()
 
     for subject in args.subjects or ["bmc.>"]:
-        await bus.nc.subscribe(subject, cb=show)
+        await bus.subscribe_raw(subject, show)
     if not args.no_replies:
-        await bus.nc.subscribe("_INBOX.>", cb=show)
+        await bus.subscribe_raw("_INBOX.>", show)
     try:
         if args.seconds:
             await asyncio.wait_for(done.wait(), args.seconds)

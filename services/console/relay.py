@@ -49,7 +49,7 @@ class SerialRelay:
 
     async def start(self) -> None:
         await self.bus.subscribe_raw(self.subjects.console_in, self._on_input)
-        await self.bus.nc.subscribe(self.subjects.console_history, cb=self._on_history)
+        await self.bus.subscribe_raw(self.subjects.console_history, self._on_history)
 
     async def _on_input(self, msg) -> None:
         if self._writer is not None:
