@@ -36,7 +36,6 @@ class PowerConfig:
     bus: Settings
     vm: VmConfig
     restore_policy: str
-    soft_off_timeout: float
 
 
 def kvm_usable(path: str = "/dev/kvm") -> bool:
@@ -109,5 +108,4 @@ def power_config_from_env(env: Mapping[str, str] | None = None) -> PowerConfig:
         vm=vm_config_from_env(env),
         restore_policy=env_choice(env, "POWER_RESTORE_POLICY", "always-on",
                                   ("always-on", "always-off", "previous")),
-        soft_off_timeout=float(env_int(env, "SOFT_OFF_TIMEOUT", 60, 1, 3600)),
     )
