@@ -33,7 +33,8 @@ for name in $wanted; do
     cp "$moddir/$rel" "$root/lib/modules/$kver/$rel"
   done
 done
-cp "$moddir/modules.order" "$moddir/modules.builtin" "$root/lib/modules/$kver/" 2>/dev/null || true
+cp "$moddir/modules.order" "$moddir/modules.builtin" "$moddir/modules.builtin.modinfo" \
+   "$root/lib/modules/$kver/" 2>/dev/null || true
 depmod -b "$root" "$kver"
 
 cat > "$root/etc/acpi/PWRF/00000080" <<'ACPI'

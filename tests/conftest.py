@@ -97,6 +97,14 @@ class Stack:
     def power_state(self) -> str:
         return self.ipmitool("power", "status").stdout.strip()
 
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{self.env['NATS_LISTEN']}"
+
+    def type_on_console(self, text: str) -> None:
+        """Type into the guest's serial console through the bus (console.in)."""
+        bus_publish(self.nats_url, f"bmc.{self.env['NODE_NAME']}.console.in", text.encode())
+
 
 def make_stack(tmp: str, guest: str, **overrides: str) -> Stack:
     venv_bin = os.path.dirname(sys.executable)
@@ -138,3 +146,17 @@ def pytest_runtest_makereport(item, call):
         if isinstance(s, Stack):
             tail = s.output()[-6000:]
             item.add_report_section("call", "stack log (tail)", tail)
+
+
+def bus_publish(url: str, subject: str, payload: bytes) -> None:
+    """Publish one raw message on the stack's bus (a real NATS client)."""
+    import asyncio
+
+    import nats
+
+    async def go():
+        nc = await nats.connect(url)
+        await nc.publish(subject, payload)
+        await nc.flush()
+        await nc.close()
+    asyncio.run(go())

@@ -230,3 +230,22 @@ def test_restore_policy_always_off_and_previous(guest_dir, tmp_path):
         assert "(last state on): powering on" in s.output()
     finally:
         s.stop()
+
+
+def test_guest_initiated_poweroff_and_reboot_are_noticed(stack):
+    ensure_on(stack)
+    wait_booted(stack, stack.boots())
+    time.sleep(0.5)
+    boots = stack.boots()
+    stack.type_on_console("\nreboot -f\n")
+    wait_for(lambda: stack.boots() == boots + 1, 60, "the guest to reboot itself")
+    assert "QMP event RESET {'guest': True" in stack.output()
+    assert stack.power_state() == "Chassis Power is on"
+    time.sleep(0.5)
+    stack.type_on_console("\npoweroff -f\n")
+    wait_for(lambda: "power off (guest-poweroff)" in stack.output(), 30, "the guest's own poweroff")
+    assert stack.power_state() == "Chassis Power is off"
+    # a guest poweroff is not a crash: the restore policy does not power it back on
+    time.sleep(2)
+    assert stack.power_state() == "Chassis Power is off"
+    ensure_on(stack)
