@@ -22,10 +22,8 @@ async def run() -> None:
     config = ipmi_config_from_env()
     for warning in config.warnings:
         log.warning("%s", warning)
-    bus = await connect(config.bus.nats_url, "ipmi")
     subjects = Subjects(config.bus.node)
-    backend = BusBackend(bus, subjects)
-    await backend.start()
+    backend = BusBackend(subjects)
     system_guid = guid_wire(config.system_guid())
     identity = DeviceIdentity(device_id=0x20, device_revision=1, firmware=FIRMWARE_VERSION,
                               manufacturer_id=config.manufacturer_id, product_id=config.product_id,
@@ -41,7 +39,7 @@ async def run() -> None:
         if not notes.full():
             notes.put_nowait(note)
 
-    async def publish_notes() -> None:
+    async def publish_notes(bus) -> None:
         while True:
             note = await notes.get()
             await bus.publish(subjects.ipmi_session, IpmiSessionEvent(
@@ -54,13 +52,17 @@ async def run() -> None:
                          sessions_active=len(endpoint.sessions), sessions_opened=endpoint.sessions_opened,
                          auth_failures=endpoint.auth_failures)
 
-    await bus.serve(subjects.ipmi_stats, StatsGet, stats)
+    # listen first: the BMC answers IPMI even before (or without) the bus
     loop = asyncio.get_running_loop()
     server = IpmiDatagramServer(endpoint, core, on_note)
     transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(config.listen, config.port))
     log.info("listening on %s:%d/udp, cipher suites %s, session limit %d", config.listen, config.port,
              ",".join(map(str, config.suites)), config.session_limit)
-    background = [asyncio.create_task(server.expire_loop()), asyncio.create_task(publish_notes())]
+    background = [asyncio.create_task(server.expire_loop())]
+    bus = await connect(config.bus.nats_url, "ipmi", wait=float("inf"))
+    await backend.attach(bus)
+    await bus.serve(subjects.ipmi_stats, StatsGet, stats)
+    background.append(asyncio.create_task(publish_notes(bus)))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -23,8 +23,11 @@ LAST_EVENT_POWER_ON_BY_IPMI = 0x10
 
 
 class BusBackend:
-    def __init__(self, bus: Bus, subjects: Subjects):
-        self.bus = bus
+    """Starts without a bus: IPMI answers from the first second, and power
+    control says "node busy" (0xC0) until NATS is reachable."""
+
+    def __init__(self, subjects: Subjects):
+        self.bus: Bus | None = None
         self.subjects = subjects
         self.power_on = False
         self.restore_policy = "always-on"
@@ -32,7 +35,8 @@ class BusBackend:
         self.known = False  # have we heard from the power agent at all?
         self._pending: set[asyncio.Task] = set()
 
-    async def start(self) -> None:
+    async def attach(self, bus: Bus) -> None:
+        self.bus = bus
         await self.bus.subscribe(self.subjects.power_changed, PowerChanged, self._on_changed)
         task = asyncio.create_task(self._initial_state())
         self._pending.add(task)
@@ -55,6 +59,8 @@ class BusBackend:
         self.known = True
 
     async def power(self, action: str) -> None:
+        if self.bus is None:
+            raise BackendError(CC_NODE_BUSY, "the bus is not connected yet")
         request = asyncio.create_task(self.bus.request(
             self.subjects.power_set, PowerSet(action=action, source="ipmi"), PowerStatus, timeout=30.0))
         self._pending.add(request)
