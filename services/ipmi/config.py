@@ -9,6 +9,7 @@ from typing import Mapping
 
 from bus.config import ConfigError, Settings, env_int, env_str
 from services.ipmi.crypto import SUITES
+from services.ipmi.wire import AUTH_MD5, AUTH_NONE, AUTH_PASSWORD
 from services.ipmi.users import UserStore
 
 # RFC 5612 reserves enterprise number 32473 for documentation and examples: we
@@ -30,6 +31,7 @@ class IpmiConfig:
     product_id: int
     users: UserStore
     warnings: tuple[str, ...]
+    v15_auth_types: tuple[int, ...]
 
     def system_guid(self) -> uuid.UUID:
         return uuid.uuid5(GUID_NAMESPACE, f"system:{self.bus.node}")
@@ -44,6 +46,8 @@ def _suites(env: Mapping[str, str]) -> tuple[int, ...]:
         suites = tuple(int(s) for s in raw.split(","))
     except ValueError:
         raise ConfigError("IPMI_CIPHER_SUITES", f"{raw!r} is not a comma-separated list of numbers") from None
+    if 0 in suites:
+        raise ConfigError("IPMI_CIPHER_SUITES", "suite 0 (no authentication at all) is not offered")
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise ConfigError("IPMI_CIPHER_SUITES", f"unsupported suite(s) {unknown}; "
@@ -51,9 +55,26 @@ def _suites(env: Mapping[str, str]) -> tuple[int, ...]:
     return suites
 
 
+V15_AUTH_NAMES = {"md5": AUTH_MD5, "password": AUTH_PASSWORD, "none": AUTH_NONE}
+
+
+def _v15_auth(env: Mapping[str, str], warnings: list[str]) -> tuple[int, ...]:
+    raw = env.get("IPMI_V15_AUTH", "").strip().lower() or "md5,password"
+    if raw == "off":
+        return ()
+    names = [n.strip() for n in raw.split(",")]
+    unknown = [n for n in names if n not in V15_AUTH_NAMES]
+    if unknown:
+        raise ConfigError("IPMI_V15_AUTH", f"{unknown} not among md5, password, none (or 'off')")
+    if "none" in names:
+        warnings.append("IPMI_V15_AUTH allows auth type none: IPMI 1.5 sessions without any authentication")
+    return tuple(V15_AUTH_NAMES[n] for n in names)
+
+
 def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
     env = os.environ if env is None else env
     users, warnings = UserStore.from_env(env)
+    v15 = _v15_auth(env, warnings)
     return IpmiConfig(
         bus=Settings.from_env(env),
         listen=env_str(env, "IPMI_LISTEN", "0.0.0.0"),
@@ -65,4 +86,5 @@ def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
         product_id=env_int(env, "IPMI_PRODUCT_ID", 1, 0, 0xFFFF),
         users=users,
         warnings=tuple(warnings),
+        v15_auth_types=v15,
     )

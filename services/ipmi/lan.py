@@ -12,6 +12,7 @@ a Dispatch.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import struct
@@ -28,10 +29,17 @@ from services.ipmi.users import UserStore
 LAN_CHANNEL = 1
 NETFN_APP = 0x06
 CMD_GET_CHANNEL_AUTH_CAPS = 0x38
+CMD_GET_SESSION_CHALLENGE = 0x39
+CMD_ACTIVATE_SESSION = 0x3A
 CMD_SET_SESSION_PRIVILEGE = 0x3B
 CMD_CLOSE_SESSION = 0x3C
+CMD_GET_SESSION_INFO = 0x3D
 CMD_GET_CHANNEL_CIPHER_SUITES = 0x54
-SESSIONLESS_COMMANDS = {(NETFN_APP, CMD_GET_CHANNEL_AUTH_CAPS), (NETFN_APP, CMD_GET_CHANNEL_CIPHER_SUITES)}
+SESSIONLESS_COMMANDS = {(NETFN_APP, CMD_GET_CHANNEL_AUTH_CAPS), (NETFN_APP, CMD_GET_CHANNEL_CIPHER_SUITES),
+                        (NETFN_APP, CMD_GET_SESSION_CHALLENGE)}
+SESSION_LAYER_COMMANDS = (CMD_GET_CHANNEL_AUTH_CAPS, CMD_GET_CHANNEL_CIPHER_SUITES, CMD_SET_SESSION_PRIVILEGE,
+                          CMD_CLOSE_SESSION, CMD_GET_SESSION_INFO)
+V15_AUTH_TYPE_BITS = {wire.AUTH_NONE: 0x01, wire.AUTH_MD5: 0x04, wire.AUTH_PASSWORD: 0x10}
 
 # RMCP+ status codes (table 13-15)
 RMCP_OK = 0x00
@@ -75,10 +83,12 @@ class SessionNote:
 
 class LanEndpoint:
     def __init__(self, users: UserStore, guid: bytes, suites: tuple[int, ...] = (17, 3, 2, 1),
-                 session_limit: int = 32, idle_timeout: float = 60.0):
+                 session_limit: int = 32, idle_timeout: float = 60.0,
+                 v15_auth_types: tuple[int, ...] = (wire.AUTH_MD5, wire.AUTH_PASSWORD)):
         self.users = users
         self.guid = guid
         self.suites = tuple(s for s in suites if s in SUITES)
+        self.v15_auth_types = v15_auth_types  # empty: IPMI 1.5 sessions are off
         self.sessions = SessionTable(session_limit, idle_timeout)
         self.dropped: Counter[str] = Counter()
         self.datagrams = 0
@@ -119,7 +129,7 @@ class LanEndpoint:
         session.answered[key] = (now, completion, data)
         if len(session.answered) > 16:
             session.answered.pop(next(iter(session.answered)))
-        return Send(self._seal(session, wire.PAYLOAD_IPMI, message), session.peer)
+        return Send(self._seal_message(session, message), session.peer)
 
     def expire(self, now: float) -> list[SessionNote]:
         notes = []
@@ -128,7 +138,7 @@ class LanEndpoint:
             what = "auth-failed" if s.state == "rakp2-sent" else "expired"
             if what == "auth-failed":
                 self.auth_failures += 1
-            notes.append(SessionNote(what, s.peer, s.username.decode(errors="replace"), s.privilege, s.suite.id))
+            notes.append(SessionNote(what, s.peer, s.username.decode(errors="replace"), s.privilege, s.suite_id))
         return notes
 
     def close_all(self) -> None:
@@ -146,6 +156,16 @@ class LanEndpoint:
         header = wire.v20_header(wire.PAYLOAD_IPMI, 0, 0, len(message))
         return Send(wire.rmcp_header() + header + message, peer)
 
+    def _seal_message(self, session: Session, message: bytes) -> bytes:
+        if session.is_v15:
+            return self._seal15(session, message, session.next_out_seq())
+        return self._seal(session, wire.PAYLOAD_IPMI, message)
+
+    @staticmethod
+    def _seal15(session: Session, message: bytes, seq: int) -> bytes:
+        code = v15_auth_code(session.auth_type, session.password15, session.local_id, seq, message)
+        return wire.build_v15(message, session.auth_type, seq, session.local_id, code)
+
     def _seal(self, session: Session, payload_type: int, payload: bytes) -> bytes:
         """Encrypt and sign a payload for `session` (table 13-8 trailer)."""
         suite, keys = session.suite, session.keys
@@ -161,13 +181,101 @@ class LanEndpoint:
             body += hmac_digest(suite.digest, keys.k1, body)[:suite.auth_code_len]
         return wire.rmcp_header() + body
 
-    # --- IPMI 1.5 packets: only the sessionless discovery commands for now -----
+    # --- IPMI 1.5 sessions (section 22.15-22.17, 13.6) ----------------------------
 
     def _v15(self, packet: wire.V15Packet, peer, now: float) -> list:
-        if packet.session_id != 0 or packet.auth_type != wire.AUTH_NONE:
-            return self._drop("v15-session-unsupported")
+        if packet.session_id == 0:
+            if packet.auth_type != wire.AUTH_NONE:
+                return self._drop("v15-bad-sessionless")
+            req = wire.parse_ipmi_request(packet.message)
+            if (req.netfn, req.cmd) == (NETFN_APP, CMD_GET_SESSION_CHALLENGE):
+                return self._session_challenge(req, peer, now)
+            return self._sessionless(req, "v15", peer)
+        session = self.sessions.get(packet.session_id)
+        if session is None or not session.is_v15:
+            return self._drop("unknown-session")
+        if peer[0] != session.peer[0]:
+            return self._drop("wrong-peer")
+        if packet.auth_type != session.auth_type:
+            return self._drop("v15-auth-type")
+        expected = v15_auth_code(session.auth_type, session.password15, packet.session_id, packet.sequence,
+                                 packet.message)
+        if not hmac.compare_digest(expected, packet.auth_code):
+            if session.state == "challenged":
+                self.sessions.remove(session.local_id)
+                self.auth_failures += 1
+                return self._drop("bad-auth-code") + [SessionNote(
+                    "auth-failed", peer, session.username.decode(errors="replace"))]
+            return self._drop("bad-auth-code")
         req = wire.parse_ipmi_request(packet.message)
-        return self._sessionless(req, "v15", peer)
+        if session.state == "challenged":
+            if (req.netfn, req.cmd) != (NETFN_APP, CMD_ACTIVATE_SESSION):
+                return self._drop("v15-not-activated")
+            return self._activate_session(session, req, now)
+        if not session.inbound.accept(packet.sequence):
+            return self._drop("replay")
+        session.last_seen = now
+        return self._in_session(session, req, now)
+
+    def _session_challenge(self, req: wire.IpmiRequest, peer, now: float) -> list:
+        """Get Session Challenge (22.16): a temporary session waiting for Activate Session."""
+
+        def reply(completion: int, data: bytes = b"") -> list:
+            return [Send(wire.build_v15(wire.build_ipmi_response(req, completion, data)), peer)]
+
+        if len(req.data) != 17:
+            return reply(0xC7)
+        auth_type = req.data[0] & 0x0F
+        if auth_type not in self.v15_auth_types:
+            return reply(0xCC)
+        name = req.data[1:17].rstrip(b"\x00")
+        user = self.users.lookup(name)
+        if user is None:
+            self.auth_failures += 1
+            return reply(0x81 if name else 0x82) + [SessionNote("auth-failed", peer, name.decode(errors="replace"))]
+        try:
+            session = self.sessions.create(0, peer, None, user.privilege, now)
+        except TableFull:
+            return reply(0xC0)  # node busy: no room for another session
+        session.state, session.auth_type = "challenged", auth_type
+        session.username, session.user_privilege, session.user_slot = name, user.privilege, user.slot
+        session.password15 = user.password[:16].ljust(16, b"\x00")
+        session.challenge = os.urandom(16)
+        return reply(0x00, struct.pack("<I", session.local_id) + session.challenge)
+
+    def _activate_session(self, session: Session, req: wire.IpmiRequest, now: float) -> list:
+        """Activate Session (22.17): the challenge comes back signed with the password."""
+
+        def reply(completion: int, data: bytes = b"", seq: int = 0) -> list:
+            message = wire.build_ipmi_response(req, completion, data)
+            return [Send(self._seal15(session, message, seq), session.peer)]
+
+        if len(req.data) != 22:
+            return reply(0xC7)
+        auth_type, max_priv = req.data[0] & 0x0F, req.data[1] & 0x0F
+        challenge, initial_out = req.data[2:18], struct.unpack_from("<I", req.data, 18)[0]
+        if auth_type != session.auth_type or not hmac.compare_digest(challenge, session.challenge):
+            self.sessions.remove(session.local_id)
+            return reply(0x85)  # invalid session ID (the challenge does not match)
+        if not PRIV_CALLBACK <= max_priv <= PRIV_OEM or max_priv > session.user_privilege:
+            self.sessions.remove(session.local_id)
+            return reply(0x86)  # requested maximum privilege exceeds the user's limit
+        if initial_out == 0:
+            self.sessions.remove(session.local_id)
+            return reply(0xCC)
+        inbound = struct.unpack("<I", os.urandom(4))[0] & 0x7FFFFFFF or 1
+        session.max_privilege = max_priv
+        session.privilege = min(PRIV_USER, max_priv)
+        # this answer carries the console's initial outbound sequence number; the
+        # next one carries that plus one (FreeIPMI checks both)
+        session.out_seq = initial_out
+        session.inbound.highest, session.inbound.seen = inbound - 1, (1 << 32) - 1
+        session.state = "active"
+        session.last_seen = now
+        self.sessions_opened += 1
+        return reply(0x00, bytes((session.auth_type,)) + struct.pack("<II", session.local_id, inbound)
+                     + bytes((max_priv,)), seq=initial_out) + [SessionNote("opened", session.peer,
+                                                          session.username.decode(errors="replace"), max_priv, -1)]
 
     def _sessionless(self, req: wire.IpmiRequest, form: str, peer) -> list:
         if (req.netfn, req.cmd) not in SESSIONLESS_COMMANDS:
@@ -191,7 +299,7 @@ class LanEndpoint:
                 return self._sessionless(wire.parse_ipmi_request(packet.payload), "v20", peer)
             return self._drop("sessionless-payload")
         session = self.sessions.get(packet.session_id)
-        if session is None or session.state != "active":
+        if session is None or session.state != "active" or session.is_v15:
             return self._drop("unknown-session")
         if peer[0] != session.peer[0]:
             return self._drop("wrong-peer")
@@ -219,17 +327,16 @@ class LanEndpoint:
         return self._in_session(session, wire.parse_ipmi_request(payload), now)
 
     def _in_session(self, session: Session, req: wire.IpmiRequest, now: float) -> list:
-        if req.netfn == NETFN_APP and req.cmd in (CMD_GET_CHANNEL_AUTH_CAPS, CMD_GET_CHANNEL_CIPHER_SUITES,
-                                                  CMD_SET_SESSION_PRIVILEGE, CMD_CLOSE_SESSION):
+        if req.netfn == NETFN_APP and req.cmd in SESSION_LAYER_COMMANDS:
             completion, data = self._session_command(session, req)
-            reply = self._seal(session, wire.PAYLOAD_IPMI, wire.build_ipmi_response(req, completion, data))
+            reply = self._seal_message(session, wire.build_ipmi_response(req, completion, data))
             actions: list = [Send(reply, session.peer)]
             if req.cmd == CMD_CLOSE_SESSION and completion == 0:
                 closed_id = struct.unpack("<I", req.data[:4])[0]
                 closed = self.sessions.remove(closed_id)
                 if closed is not None:
                     actions.append(SessionNote("closed", closed.peer, closed.username.decode(errors="replace"),
-                                               closed.privilege, closed.suite.id))
+                                               closed.privilege, closed.suite_id))
             return actions
         key = _request_key(req)
         if key in session.in_flight:
@@ -238,7 +345,7 @@ class LanEndpoint:
         if answered and now - answered[0] < RETRANSMIT_MEMORY:
             _, completion, data = answered
             message = wire.build_ipmi_response(req, completion, data)
-            return [Send(self._seal(session, wire.PAYLOAD_IPMI, message), session.peer)]
+            return [Send(self._seal_message(session, message), session.peer)]
         session.in_flight.add(key)
         return [Dispatch(req, session.privilege, session.local_id, "v20", session.peer,
                          session.username.decode(errors="replace"))]
@@ -252,6 +359,8 @@ class LanEndpoint:
             return self._cipher_suites(req.data)
         if req.cmd == CMD_SET_SESSION_PRIVILEGE:
             return self._set_privilege(session, req.data)
+        if req.cmd == CMD_GET_SESSION_INFO:
+            return self._session_info(session, req.data)
         if req.cmd == CMD_CLOSE_SESSION:
             if len(req.data) < 4:
                 return 0xC7, b""
@@ -264,6 +373,35 @@ class LanEndpoint:
             return 0x00, b""
         return 0xC1, b""
 
+    def _session_info(self, session: Session | None, data: bytes) -> tuple[int, bytes]:
+        """Get Session Info (22.20): the current session, the Nth, or by handle or ID."""
+        if session is None:
+            return 0xD4, b""
+        if not data:
+            return 0xC7, b""
+        active = [s for s in self.sessions.by_local_id.values() if s.state == "active"]
+        index = data[0]
+        if index == 0x00:
+            target = session
+        elif index == 0xFE:
+            if len(data) < 2:
+                return 0xC7, b""
+            target = active[data[1] - 1] if 1 <= data[1] <= len(active) else None
+        elif index == 0xFF:
+            if len(data) < 5:
+                return 0xC7, b""
+            target = self.sessions.get(struct.unpack_from("<I", data, 1)[0])
+        else:
+            target = active[index - 1] if index <= len(active) else None
+        if target is None or target not in active:
+            return 0xCC, b""
+        handle = active.index(target) + 1
+        channel = (0x00 if target.is_v15 else 0x10) | LAN_CHANNEL
+        ip = bytes(int(x) for x in target.peer[0].split(".")) if target.peer[0].count(".") == 3 else bytes(4)
+        return 0x00, (bytes((handle, self.sessions.limit & 0x3F, len(active) & 0x3F, target.user_slot & 0x3F,
+                             target.privilege & 0x0F, channel))
+                      + ip + bytes(6) + struct.pack("<H", target.peer[1]))
+
     def _auth_caps(self, data: bytes) -> tuple[int, bytes]:
         """Get Channel Authentication Capabilities (22.13)."""
         if len(data) != 2:
@@ -273,8 +411,11 @@ class LanEndpoint:
             return 0xCC, b""
         extended = bool(data[0] & 0x80)
         auth_types = 0x80 if extended else 0x00  # bit 7: IPMI 2.0 extended capabilities follow
+        for auth_type in self.v15_auth_types:
+            auth_types |= V15_AUTH_TYPE_BITS[auth_type]
         login = 0x04  # non-null user names enabled; per-message and user-level auth on; K_g default
-        ext_caps = 0x02 if extended else 0x00  # supports IPMI 2.0 (RMCP+) connections
+        # extended capabilities: bit 1 IPMI 2.0 (RMCP+) connections, bit 0 IPMI 1.5 connections
+        ext_caps = (0x02 | (0x01 if self.v15_auth_types else 0)) if extended else 0x00
         return 0x00, bytes((LAN_CHANNEL, auth_types, login, ext_caps, 0, 0, 0, 0))
 
     def _cipher_suites(self, data: bytes) -> tuple[int, bytes]:
@@ -393,6 +534,7 @@ class LanEndpoint:
             return reply(RMCP_UNAUTHORIZED_ROLE)
         session.rm, session.rc = bytes(rm), os.urandom(16)
         session.role, session.username, session.user_privilege = role, bytes(username), user.privilege
+        session.user_slot = user.slot
         session.max_privilege = role_priv
         session.state = "rakp2-sent"
         kuid = user_key(user.password)
@@ -442,6 +584,16 @@ class LanEndpoint:
         self.sessions_opened += 1
         return reply(RMCP_OK, icv) + [SessionNote("opened", peer, session.username.decode(errors="replace"),
                                                   session.max_privilege, suite.id)]
+
+
+def v15_auth_code(auth_type: int, password16: bytes, session_id: int, seq: int, message: bytes) -> bytes:
+    """IPMI 1.5 per-message auth code (22.17.1): MD5 or the straight password."""
+    if auth_type == wire.AUTH_MD5:
+        ids = struct.pack("<I", session_id)
+        return hashlib.md5(password16 + ids + message + struct.pack("<I", seq) + password16).digest()
+    if auth_type == wire.AUTH_PASSWORD:
+        return password16
+    return b""
 
 
 def _request_key(req: wire.IpmiRequest) -> tuple:

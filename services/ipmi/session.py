@@ -1,4 +1,4 @@
-"""RMCP+ sessions: the table, the RAKP handshake state and the sequence windows.
+"""IPMI sessions (RMCP+ and IPMI 1.5): the table, handshake state and sequence windows.
 
 Pure state: time comes in as an argument, randomness from os.urandom.
 """
@@ -48,11 +48,11 @@ class Session:
     local_id: int  # the managed system's session ID (inbound packets carry it)
     remote_id: int  # the remote console's session ID (outbound packets carry it)
     peer: tuple
-    suite: CipherSuite
+    suite: CipherSuite | None  # None for an IPMI 1.5 session
     max_privilege: int  # from Open Session; RAKP1 may lower it
     created: float
     last_seen: float
-    state: str = "opening"  # opening -> rakp2-sent -> active
+    state: str = "opening"  # RMCP+: opening -> rakp2-sent -> active; 1.5: challenged -> active
     username: bytes = b""
     user_privilege: int = 0
     role: int = 0  # RAKP1 requested role byte, lookup bit included
@@ -65,6 +65,19 @@ class Session:
     # answered requests by (rq_seq, netfn, cmd): retransmits are answered, not re-run
     answered: dict = field(default_factory=dict)
     in_flight: set = field(default_factory=set)
+    # IPMI 1.5 only
+    auth_type: int = 0  # MD5, straight password (or none, when allowed)
+    password15: bytes = b""  # the user's password padded to 16 bytes
+    challenge: bytes = b""
+    user_slot: int = 0
+
+    @property
+    def is_v15(self) -> bool:
+        return self.suite is None
+
+    @property
+    def suite_id(self) -> int:
+        return -1 if self.suite is None else self.suite.id
 
     def next_out_seq(self) -> int:
         self.out_seq = (self.out_seq + 1) & 0xFFFFFFFF or 1
@@ -85,7 +98,7 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self.by_local_id)
 
-    def create(self, remote_id: int, peer, suite: CipherSuite, max_privilege: int, now: float) -> Session:
+    def create(self, remote_id: int, peer, suite: CipherSuite | None, max_privilege: int, now: float) -> Session:
         if len(self.by_local_id) >= self.limit:
             raise TableFull()
         while True:
