@@ -48,6 +48,12 @@ class PowerStatus(Message, tag="power.status"):
     since: float = 0.0  # unix time of the last change
 
 
+class RestorePolicySet(Message, tag="power.policy.set"):
+    """Power restore policy, applied when the container starts (persisted by power)."""
+
+    policy: RestorePolicy
+
+
 class PowerChanged(Message, tag="power.changed"):
     state: PowerStateName
     cause: str  # "power-on", "power-off", "guest-poweroff", "crashed", "restore-policy", ...

@@ -26,6 +26,10 @@ class Subjects:
         return self._s("power", "get")
 
     @property
+    def power_policy(self) -> str:  # request RestorePolicySet -> PowerStatus | ErrorReply
+        return self._s("power", "policy")
+
+    @property
     def power_changed(self) -> str:  # event PowerChanged
         return self._s("power", "changed")
 

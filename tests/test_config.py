@@ -102,7 +102,7 @@ def test_qemu_argv_for_the_default_guest_and_for_a_disk(guest, tmp_path):
     disk.write_bytes(b"")
     vm = vm_config_from_env({"GUEST_DIR": guest, "QEMU_ACCEL": "tcg", "VM_DISK": str(disk),
                              "VNC_PASSWORD": "pw", "VNC_PORT": "5905", "QEMU_EXTRA_ARGS": "-rtc base=utc"})
-    argv = build_argv(vm, paths, BootChoice("pxe"), "n1")
+    argv = build_argv(vm, paths, BootChoice("pxe", persistent=True), "n1")
     joined = " ".join(argv)
     assert f"file={disk},format=qcow2,if=virtio" in joined and "-kernel" not in argv
     assert "-boot order=n" in joined and "password-secret=vncpw" in joined and ":5" in joined

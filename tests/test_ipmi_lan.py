@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from rmcp_console import Console, HandshakeFailed
 from services.ipmi import wire
+from services.ipmi.bmc import build_core
+from services.ipmi.boot_options import BootFlags
 from services.ipmi.commands import CommandCore, DeviceIdentity
 from services.ipmi.lan import Dispatch, LanEndpoint, Send, SessionNote
 from services.ipmi.users import User, UserStore
@@ -26,11 +28,22 @@ class StaticBackend:
         self.power_on = True
         self.restore_policy = "always-on"
         self.last_power_event = 0
+        self.restart_cause = 0
         self.actions: list[str] = []
+        self.boot = BootFlags("none", False, False)
 
     async def power(self, action: str) -> None:
         self.actions.append(action)
         self.power_on = action != "off"
+
+    async def boot_get(self) -> BootFlags:
+        return self.boot
+
+    async def boot_set(self, flags: BootFlags) -> None:
+        self.boot = flags
+
+    async def set_restore_policy(self, policy: str) -> None:
+        self.restore_policy = policy
 
 
 def make_endpoint(**kw) -> LanEndpoint:
@@ -57,7 +70,7 @@ def exchange(ep: LanEndpoint, console: Console, netfn: int, cmd: int, data: byte
     replies = sends(actions)
     for action in actions:
         if isinstance(action, Dispatch):
-            core = core or CommandCore(identity(), StaticBackend())
+            core = core or build_core(identity(), StaticBackend())
             cc, out = asyncio.run(core.handle(action.request.netfn, action.request.cmd,
                                               action.request.data, action.privilege))
             replies.append(ep.respond(action, cc, out, now).data)
@@ -135,7 +148,7 @@ def test_user_level_session_cannot_control_power():
     assert exchange(ep, console, 0x06, 0x3B, b"\x02") == (0, b"\x02")
     assert exchange(ep, console, 0x06, 0x3B, b"\x04")[0] == 0x81  # above the user's limit
     backend = StaticBackend()
-    core = CommandCore(identity(), backend)
+    core = build_core(identity(), backend)
     assert exchange(ep, console, 0x00, 0x02, b"\x00", core=core)[0] == 0xD4
     assert backend.actions == []
     assert exchange(ep, console, 0x00, 0x01, core=core)[0] == 0  # reading is fine

@@ -10,7 +10,8 @@ from bus import BusUnavailable, ConfigError, Subjects, connect
 from bus.logs import setup_logging
 from bus.messages import IpmiSessionEvent, IpmiStats, StatsGet
 from services.ipmi.backend import BusBackend
-from services.ipmi.commands import CommandCore, DeviceIdentity, guid_wire
+from services.ipmi.bmc import build_core
+from services.ipmi.commands import DeviceIdentity, guid_wire
 from services.ipmi.config import FIRMWARE_VERSION, ipmi_config_from_env
 from services.ipmi.lan import LanEndpoint, SessionNote, privilege_name
 from services.ipmi.server import IpmiDatagramServer
@@ -30,7 +31,7 @@ async def run() -> None:
                               system_guid=system_guid, device_guid=guid_wire(config.device_guid()))
     endpoint = LanEndpoint(config.users, system_guid, config.suites, config.session_limit,
                            config.session_timeout, config.v15_auth_types)
-    core = CommandCore(identity, backend)
+    core = build_core(identity, backend)
     notes: asyncio.Queue[SessionNote] = asyncio.Queue(maxsize=1024)
 
     def on_note(note: SessionNote) -> None:

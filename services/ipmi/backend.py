@@ -11,7 +11,9 @@ import asyncio
 import logging
 
 from bus import Bus, BusError, BusTimeout, BusUnavailable, RemoteError, Subjects
-from bus.messages import PowerChanged, PowerGet, PowerSet, PowerStatus
+from bus.messages import (BootGet, BootSet, BootStatus, PowerChanged, PowerGet, PowerSet, PowerStatus,
+                          RestorePolicySet)
+from services.ipmi.boot_options import BootFlags
 from services.ipmi.commands import CC_NODE_BUSY, CC_NOT_IN_PRESENT_STATE, CC_UNSPECIFIED, BackendError
 
 log = logging.getLogger("backend")
@@ -32,6 +34,7 @@ class BusBackend:
         self.power_on = False
         self.restore_policy = "always-on"
         self.last_power_event = 0
+        self.restart_cause = 0  # unknown until the first power-on we see
         self.known = False  # have we heard from the power agent at all?
         self._pending: set[asyncio.Task] = set()
 
@@ -57,6 +60,31 @@ class BusBackend:
     async def _on_changed(self, event: PowerChanged) -> None:
         self.power_on = event.state == "on"
         self.known = True
+        if event.state == "on":
+            # Get System Restart Cause (28.11): 1 chassis control, 6 power restore policy
+            self.restart_cause = 6 if event.cause.startswith("restore") else 1
+
+    async def _request(self, subject: str, message, reply_type, timeout: float = 5.0):
+        if self.bus is None:
+            raise BackendError(CC_NODE_BUSY, "the bus is not connected yet")
+        try:
+            return await self.bus.request(subject, message, reply_type, timeout)
+        except RemoteError as exc:
+            raise BackendError(CC_UNSPECIFIED, str(exc)) from None
+        except (BusUnavailable, BusTimeout) as exc:
+            raise BackendError(CC_NODE_BUSY, str(exc)) from None
+
+    async def boot_get(self) -> BootFlags:
+        status = await self._request(self.subjects.boot_get, BootGet(), BootStatus)
+        return BootFlags(status.device, status.persistent, status.efi)
+
+    async def boot_set(self, flags: BootFlags) -> None:
+        await self._request(self.subjects.boot_set,
+                            BootSet(device=flags.device, persistent=flags.persistent, efi=flags.efi), BootStatus)
+
+    async def set_restore_policy(self, policy: str) -> None:
+        status = await self._request(self.subjects.power_policy, RestorePolicySet(policy=policy), PowerStatus)
+        self._apply(status)
 
     async def power(self, action: str) -> None:
         if self.bus is None:

@@ -29,8 +29,6 @@ CC_INSUFFICIENT_PRIVILEGE = 0xD4
 CC_NOT_IN_PRESENT_STATE = 0xD5
 CC_UNSPECIFIED = 0xFF
 
-CHASSIS_CONTROL_ACTIONS = {0: "off", 1: "on", 2: "cycle", 3: "reset", 4: "nmi", 5: "soft"}
-RESTORE_POLICY_BITS = {"always-off": 0, "previous": 1, "always-on": 2}
 
 
 class BackendError(Exception):
@@ -42,11 +40,20 @@ class BackendError(Exception):
 
 
 class Backend(Protocol):
+    """What the commands need from the rest of the BMC (the bus, in production)."""
+
     power_on: bool
     restore_policy: str
     last_power_event: int  # Get Chassis Status byte 2 bits
+    restart_cause: int  # Get System Restart Cause (28.11)
 
     async def power(self, action: str) -> None: ...
+
+    async def boot_get(self): ...  # -> BootFlags
+
+    async def boot_set(self, flags) -> None: ...
+
+    async def set_restore_policy(self, policy: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,6 @@ class CommandCore:
             (NETFN_APP, 0x04): (PRIV_USER, self.get_self_test),
             (NETFN_APP, 0x08): (PRIV_USER, self.get_device_guid),
             (NETFN_APP, 0x37): (PRIV_USER, self.get_system_guid),
-            (NETFN_CHASSIS, 0x00): (PRIV_USER, self.get_chassis_capabilities),
-            (NETFN_CHASSIS, 0x01): (PRIV_USER, self.get_chassis_status),
-            (NETFN_CHASSIS, 0x02): (PRIV_OPERATOR, self.chassis_control),
         }
 
     async def handle(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes]:
@@ -123,27 +127,3 @@ class CommandCore:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, self.identity.system_guid
-
-    # --- Chassis (section 28) ---------------------------------------------------
-
-    async def get_chassis_capabilities(self, data: bytes) -> tuple[int, bytes]:
-        if data:
-            return CC_REQUEST_LENGTH, b""
-        # no intrusion/lockout flags; FRU, SDR, SEL, SM device addresses: the BMC (20h)
-        return CC_OK, bytes((0x00, 0x20, 0x20, 0x20, 0x20, 0x20))
-
-    async def get_chassis_status(self, data: bytes) -> tuple[int, bytes]:
-        if data:
-            return CC_REQUEST_LENGTH, b""
-        b = self.backend
-        current = (0x01 if b.power_on else 0x00) | (RESTORE_POLICY_BITS.get(b.restore_policy, 3) << 5)
-        return CC_OK, bytes((current, b.last_power_event & 0x1F, 0x00))
-
-    async def chassis_control(self, data: bytes) -> tuple[int, bytes]:
-        if len(data) != 1:
-            return CC_REQUEST_LENGTH, b""
-        action = CHASSIS_CONTROL_ACTIONS.get(data[0] & 0x0F)
-        if action is None:
-            return CC_INVALID_FIELD, b""
-        await self.backend.power(action)
-        return CC_OK, b""

@@ -19,7 +19,7 @@ from qemu.qmp import ConnectError, ExecuteError, QMPClient, Runstate, StateError
 
 from bus import Bus, Subjects
 from bus.messages import (BootGet, BootSet, BootStatus, ErrorReply, Message, PowerChanged,
-                          PowerGet, PowerSet, PowerStatus, VmEvent)
+                          PowerGet, PowerSet, PowerStatus, RestorePolicySet, VmEvent)
 from services.power.config import PowerConfig
 from services.power.launch import write_plan
 from services.power.qemu_command import BootChoice, RuntimePaths, build_argv
@@ -49,6 +49,8 @@ class PersistedPower(msgspec.Struct, kw_only=True):
     boot_device: str = "none"
     boot_persistent: bool = False
     boot_efi: bool = False
+    restore_policy: str = ""  # set over IPMI/Redfish; "" means: POWER_RESTORE_POLICY
+    restore_policy_env: str = ""  # POWER_RESTORE_POLICY when the policy was last set
 
 
 class PowerAgent:
@@ -64,6 +66,7 @@ class PowerAgent:
             serial_socket=os.path.join(run, "serial.sock"),
             console_log=os.path.join(config.bus.log_dir, "console.log"),
             vnc_secret_file=os.path.join(run, "vnc-password"),
+            efi_vars=os.path.join(config.bus.state_dir, "efi-vars.fd"),
         )
         self.state = "off"
         self.last_cause = ""
@@ -76,6 +79,7 @@ class PowerAgent:
         self._soft_off_requested = False
         self._shutdown_reason: str | None = None
         self._background: set[asyncio.Task] = set()
+        self._booted_with: tuple[str, bool] = ("none", False)  # boot device and EFI flag QEMU started with
 
     # --- start-up ------------------------------------------------------------
 
@@ -92,6 +96,7 @@ class PowerAgent:
         await self.bus.serve(s.power_get, PowerGet, self.handle_power_get)
         await self.bus.serve(s.boot_set, BootSet, self.handle_boot_set)
         await self.bus.serve(s.boot_get, BootGet, self.handle_boot_get)
+        await self.bus.serve(s.power_policy, RestorePolicySet, self.handle_policy_set)
         marker = os.path.join(self.config.bus.run_dir, RESTORE_MARKER)
         if not os.path.exists(marker):
             open(marker, "w").close()
@@ -112,8 +117,24 @@ class PowerAgent:
         except Exception as exc:
             log.error("could not persist power state: %s", exc)
 
+    @property
+    def restore_policy(self) -> str:
+        """The persisted choice wins until POWER_RESTORE_POLICY itself changes."""
+        p = self.persisted
+        if p.restore_policy and p.restore_policy_env == self.config.restore_policy:
+            return p.restore_policy
+        return self.config.restore_policy
+
+    async def handle_policy_set(self, req: RestorePolicySet) -> Message:
+        async with self._lock:
+            self.persisted.restore_policy = req.policy
+            self.persisted.restore_policy_env = self.config.restore_policy
+            await self._save()
+        log.info("power restore policy set to %s", req.policy)
+        return await self.status()
+
     async def _apply_restore_policy(self, cause: str) -> None:
-        policy = self.config.restore_policy
+        policy = self.restore_policy
         want_on = policy == "always-on" or (policy == "previous" and self.persisted.last_state == "on")
         log.info("power restore policy %s (last state %s): %s", policy,
                  self.persisted.last_state, "powering on" if want_on else "staying off")
@@ -163,7 +184,7 @@ class PowerAgent:
                 result = await asyncio.wait_for(self._qmp.execute("query-status"), 2)
                 vm_status = result["status"]
         return PowerStatus(state=self.state, vm_status=vm_status,
-                           restore_policy=self.config.restore_policy,
+                           restore_policy=self.restore_policy,
                            last_cause=self.last_cause, since=self.since)
 
     # --- actions (called with the lock held) ---------------------------------
@@ -179,7 +200,13 @@ class PowerAgent:
                 await self._qmp_execute("system_powerdown")
         elif action == "reset":
             self._require_on(action)
-            await self._qmp_execute("system_reset")
+            if self._boot_override_pending():
+                # QEMU fixes its boot order at start: a reset that must boot
+                # another device restarts QEMU, without the cycle's pause
+                await self._power_off("reset")
+                await self._power_on("reset")
+            else:
+                await self._qmp_execute("system_reset")
         elif action == "nmi":
             self._require_on(action)
             await self._qmp_execute("inject-nmi")
@@ -190,6 +217,9 @@ class PowerAgent:
             await self._power_on("power-cycle")
         else:  # the message type already limits this; keep the guard for other speakers
             raise PowerError("bad-action", f"unknown power action {action!r}")
+
+    def _boot_override_pending(self) -> bool:
+        return (self.persisted.boot_device, self.persisted.boot_efi) != self._booted_with
 
     def _require_on(self, action: str) -> None:
         if self.state != "on":
@@ -206,7 +236,7 @@ class PowerAgent:
     async def _power_on(self, cause: str) -> None:
         if self.state == "on":
             return
-        boot = BootChoice(self.persisted.boot_device, self.persisted.boot_efi)
+        boot = BootChoice(self.persisted.boot_device, self.persisted.boot_efi, self.persisted.boot_persistent)
         argv = build_argv(self.config.vm, self.paths, boot, self.config.bus.node)
         if self.config.vm.vnc_password:
             fd = os.open(self.paths.vnc_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -224,6 +254,7 @@ class PowerAgent:
         except SupervisorError as exc:
             raise PowerError("qemu-failed", f"could not start QEMU: {exc}") from None
         await self._attach()
+        self._booted_with = (boot.device, boot.efi)
         if boot.device != "none" and not self.persisted.boot_persistent:
             self.persisted.boot_device = "none"  # a one-time choice is used up by this boot
         self.persisted.last_state = "on"

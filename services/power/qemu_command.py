@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from services.power.config import VmConfig
+from services.power.firmware import efi_firmware_args
 
 
 @dataclass(frozen=True)
@@ -15,12 +16,14 @@ class RuntimePaths:
     serial_socket: str
     console_log: str
     vnc_secret_file: str  # holds VNC_PASSWORD (0600) when one is set
+    efi_vars: str = ""  # this node's UEFI variable store (a copy of OVMF_VARS, kept in STATE_DIR)
 
 
 @dataclass(frozen=True)
 class BootChoice:
     device: str  # none | pxe | disk | cdrom | bios
     efi: bool = False
+    persistent: bool = False  # once: QEMU's -boot once= reverts to the default order on reset
 
 
 def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -> list[str]:
@@ -61,8 +64,10 @@ def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -
                  "-append", vm.guest_append]
     order = {"pxe": "n", "disk": "c", "cdrom": "d"}.get(boot.device)
     if order:
-        argv += ["-boot", f"order={order}"]
+        argv += ["-boot", f"{'order' if boot.persistent else 'once'}={order}"]
     elif boot.device == "bios":
         argv += ["-boot", "menu=on,splash-time=30000"]
+    if boot.efi:
+        argv += efi_firmware_args(paths.efi_vars)
     argv += list(vm.extra_args)
     return argv
