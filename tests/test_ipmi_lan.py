@@ -70,7 +70,7 @@ def exchange(ep: LanEndpoint, console: Console, netfn: int, cmd: int, data: byte
     replies = sends(actions)
     for action in actions:
         if isinstance(action, Dispatch):
-            core = core or build_core(identity(), StaticBackend())
+            core = core or build_core(identity(), StaticBackend(), ep.users)
             cc, out = asyncio.run(core.handle(action.request.netfn, action.request.cmd,
                                               action.request.data, action.privilege))
             replies.append(ep.respond(action, cc, out, now).data)
@@ -148,7 +148,7 @@ def test_user_level_session_cannot_control_power():
     assert exchange(ep, console, 0x06, 0x3B, b"\x02") == (0, b"\x02")
     assert exchange(ep, console, 0x06, 0x3B, b"\x04")[0] == 0x81  # above the user's limit
     backend = StaticBackend()
-    core = build_core(identity(), backend)
+    core = build_core(identity(), backend, ep.users)
     assert exchange(ep, console, 0x00, 0x02, b"\x00", core=core)[0] == 0xD4
     assert backend.actions == []
     assert exchange(ep, console, 0x00, 0x01, core=core)[0] == 0  # reading is fine

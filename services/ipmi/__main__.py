@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
-from bus import BusUnavailable, ConfigError, Subjects, connect
+import msgspec
+import nats.js.errors
+
+from bus import BusUnavailable, ConfigError, Subjects, connect, key_value
 from bus.logs import setup_logging
 from bus.messages import IpmiSessionEvent, IpmiStats, StatsGet
 from services.ipmi.backend import BusBackend
@@ -15,6 +19,9 @@ from services.ipmi.commands import DeviceIdentity, guid_wire
 from services.ipmi.config import FIRMWARE_VERSION, ipmi_config_from_env
 from services.ipmi.lan import LanEndpoint, SessionNote, privilege_name
 from services.ipmi.server import IpmiDatagramServer
+from services.ipmi.users import PersistedUsers
+
+USERS_KEY = "users"
 
 log = setup_logging("ipmi")
 
@@ -31,7 +38,26 @@ async def run() -> None:
                               system_guid=system_guid, device_guid=guid_wire(config.device_guid()))
     endpoint = LanEndpoint(config.users, system_guid, config.suites, config.session_limit,
                            config.session_timeout, config.v15_auth_types)
-    core = build_core(identity, backend)
+    kv_holder: list = []
+
+    async def save_users() -> None:
+        """Users are the IPMI service's state: persisted in its key-value bucket."""
+        if not kv_holder:
+            log.warning("user change not persisted yet: the bus is not connected")
+            return
+        try:
+            await kv_holder[0].put(USERS_KEY, msgspec.json.encode(config.users.to_record()))
+        except Exception as exc:
+            log.error("could not persist users: %s", exc)
+
+    core = build_core(identity, backend, config.users, save_users)
+    core.active_sessions = lambda: len(endpoint.sessions)
+
+    def restart_service() -> None:
+        log.info("cold/warm reset: restarting the IPMI service")
+        os.execv(sys.argv[0], sys.argv)
+
+    core.on_reset = lambda: asyncio.get_running_loop().call_later(0.3, restart_service)
     notes: asyncio.Queue[SessionNote] = asyncio.Queue(maxsize=1024)
 
     def on_note(note: SessionNote) -> None:
@@ -62,6 +88,19 @@ async def run() -> None:
     background = [asyncio.create_task(server.expire_loop())]
     bus = await connect(config.bus.nats_url, "ipmi", wait=float("inf"))
     await backend.attach(bus)
+    kv = await key_value(bus, "qemu_bmc_ipmi")
+    try:
+        entry = await kv.get(USERS_KEY)
+        config.users.restore(msgspec.json.decode(entry.value, type=PersistedUsers))
+    except nats.js.errors.KeyNotFoundError:
+        pass
+    except msgspec.DecodeError as exc:
+        log.error("persisted users unreadable (%s); using the configured ones", exc)
+    kv_holder.append(kv)
+    await save_users()
+    log.info("users: %s", ", ".join(f"{u.slot}:{u.name.decode(errors='replace')}"
+                                    for u in sorted(config.users.slots.values(), key=lambda u: u.slot)
+                                    if u.name and u.enabled))
     await bus.serve(subjects.ipmi_stats, StatsGet, stats)
     background.append(asyncio.create_task(publish_notes(bus)))
     stop = asyncio.Event()

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Protocol
 from services.ipmi.session import PRIV_ADMIN, PRIV_OPERATOR, PRIV_USER
 
 NETFN_CHASSIS, NETFN_APP = 0x00, 0x06
+LAN_CHANNEL = 1
 
 CC_OK = 0x00
 CC_NODE_BUSY = 0xC0
@@ -79,12 +80,21 @@ class CommandCore:
     def __init__(self, identity: DeviceIdentity, backend: Backend):
         self.identity = identity
         self.backend = backend
+        self.active_sessions = lambda: 0  # set by the LAN endpoint's owner
+        self.on_reset: Callable[[], None] = lambda: None  # Cold/Warm Reset: restart the service
         # (netfn, cmd) -> (lowest privilege allowed, handler)
         self.table: dict[tuple[int, int], tuple[int, Handler]] = {
             (NETFN_APP, 0x01): (PRIV_USER, self.get_device_id),
             (NETFN_APP, 0x04): (PRIV_USER, self.get_self_test),
             (NETFN_APP, 0x08): (PRIV_USER, self.get_device_guid),
             (NETFN_APP, 0x37): (PRIV_USER, self.get_system_guid),
+            (NETFN_APP, 0x02): (PRIV_ADMIN, self.cold_reset),
+            (NETFN_APP, 0x03): (PRIV_ADMIN, self.warm_reset),
+            (NETFN_APP, 0x41): (PRIV_USER, self.get_channel_access),
+            (NETFN_APP, 0x42): (PRIV_USER, self.get_channel_info),
+            (NETFN_APP, 0x4A): (PRIV_USER, self.get_payload_activation_status),
+            (NETFN_APP, 0x4E): (PRIV_USER, self.get_channel_payload_support),
+            (NETFN_APP, 0x4F): (PRIV_USER, self.get_channel_payload_version),
         }
 
     async def handle(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes]:
@@ -127,3 +137,57 @@ class CommandCore:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, self.identity.system_guid
+
+    async def cold_reset(self, data: bytes) -> tuple[int, bytes]:
+        """Cold Reset (20.2): answer, then restart the IPMI service (sessions end)."""
+        if data:
+            return CC_REQUEST_LENGTH, b""
+        self.on_reset()
+        return CC_OK, b""
+
+    async def warm_reset(self, data: bytes) -> tuple[int, bytes]:
+        return await self.cold_reset(data)
+
+    # --- channels (22.22-22.24) and payloads (24.x) ---------------------------------
+
+    async def get_channel_info(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 1:
+            return CC_REQUEST_LENGTH, b""
+        channel = data[0] & 0x0F
+        if channel not in (LAN_CHANNEL, 0x0E):
+            return CC_INVALID_FIELD, b""
+        # 802.3 LAN medium, IPMB-1.0 protocol, multi-session; the IPMI IANA number (7154)
+        sessions = 0x80 | (self.active_sessions() & 0x3F)
+        return CC_OK, bytes((LAN_CHANNEL, 0x04, 0x01, sessions, 0xF2, 0x1B, 0x00, 0x00, 0x00))
+
+    async def get_channel_access(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 2:
+            return CC_REQUEST_LENGTH, b""
+        if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E) or data[1] & 0xC0 not in (0x40, 0x80):
+            return CC_INVALID_FIELD, b""
+        # alerting off, per-message and user-level authentication on, always available; admin limit
+        return CC_OK, bytes((0x22, 0x04))
+
+    async def get_channel_payload_support(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 1:
+            return CC_REQUEST_LENGTH, b""
+        if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):
+            return CC_INVALID_FIELD, b""
+        # standard payloads: IPMI (bit 0); session set-up: open session + RAKP 1-4 (bits 0-5)
+        return CC_OK, bytes((0x01, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x00, 0x00))
+
+    async def get_channel_payload_version(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 2:
+            return CC_REQUEST_LENGTH, b""
+        if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):
+            return CC_INVALID_FIELD, b""
+        if data[1] != 0x00:
+            return 0x80, b""  # payload type not available on this channel
+        return CC_OK, b"\x10"  # version 1.0
+
+    async def get_payload_activation_status(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 1:
+            return CC_REQUEST_LENGTH, b""
+        if data[0] & 0x3F == 0x01:  # SOL: one instance possible, none active
+            return CC_OK, bytes((0x01, 0x00, 0x00))
+        return CC_INVALID_FIELD, b""
