@@ -20,7 +20,10 @@ log = logging.getLogger("backend")
 
 # Chassis Control answers once the power agent finished or after this long,
 # whichever is first: a real BMC acknowledges the request, not the power-up.
-CONTROL_ANSWER_WAIT = 0.8
+# Clients retransmit after 500 ms or more (FreeIPMI with a new requester
+# sequence number, so it looks like a new request): answer well before that.
+CONTROL_ANSWER_WAIT = 0.15
+NEEDS_POWER_ON = ("reset", "cycle", "nmi")
 LAST_EVENT_POWER_ON_BY_IPMI = 0x10
 
 
@@ -89,6 +92,8 @@ class BusBackend:
     async def power(self, action: str) -> None:
         if self.bus is None:
             raise BackendError(CC_NODE_BUSY, "the bus is not connected yet")
+        if action in NEEDS_POWER_ON and self.known and not self.power_on:
+            raise BackendError(CC_NOT_IN_PRESENT_STATE, f"power {action} needs the server powered on")
         request = asyncio.create_task(self.bus.request(
             self.subjects.power_set, PowerSet(action=action, source="ipmi"), PowerStatus, timeout=30.0))
         self._pending.add(request)
