@@ -46,6 +46,8 @@ class PowerStatus(Message, tag="power.status"):
     restore_policy: RestorePolicy
     last_cause: str = ""  # why the state last changed
     since: float = 0.0  # unix time of the last change
+    vcpus: int = 0  # the VM's configuration, for sensors and inventories
+    memory_mib: int = 0
 
 
 class RestorePolicySet(Message, tag="power.policy.set"):
@@ -101,6 +103,13 @@ class IpmiSessionEvent(Message, tag="ipmi.session"):
     user: str = ""
     privilege: str = ""
     cipher_suite: int = -1
+
+
+class IpmiDropped(Message, tag="ipmi.dropped"):
+    """Datagrams dropped since start (malformed, unauthenticated, replays ...), by reason."""
+
+    counts: dict[str, int]
+    total: int
 
 
 class StatsGet(Message, tag="stats.get"):

@@ -64,6 +64,10 @@ class Subjects:
         return self._s("ipmi", "session")
 
     @property
+    def ipmi_dropped(self) -> str:  # event IpmiDropped
+        return self._s("ipmi", "dropped")
+
+    @property
     def ipmi_stats(self) -> str:  # request StatsGet -> IpmiStats
         return self._s("ipmi", "stats")
 

@@ -10,7 +10,7 @@ from helpers import REPO
 CODE_DIRS = ("bus", "services", "qemu_bmc")
 PATTERNS = [r'os\.environ\.get\("([A-Z][A-Z0-9_]+)"', r'env\.get\("([A-Z][A-Z0-9_]+)"',
             r'env_(?:str|int|choice)\(env, "([A-Z][A-Z0-9_]+)"', r'env\["([A-Z][A-Z0-9_]+)"\]',
-            r"env_str\(env, '([A-Z][A-Z0-9_]+)'"]
+            r"env_str\(env, '([A-Z][A-Z0-9_]+)'", r'\bget\("(FRU_[A-Z_]+)"']
 NOT_CONFIGURATION = {"CLAB_LABEL_CLAB_NODE_NAME"}  # set by containerlab, documented with NODE_NAME
 
 
@@ -29,7 +29,8 @@ def variables_in_code() -> set[str]:
 
 def variables_in_readme() -> set[str]:
     with open(os.path.join(REPO, "README.md")) as f:
-        return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", f.read(), re.MULTILINE))
+        first_cells = re.findall(r"^\| (`[^|]+) \|", f.read(), re.MULTILINE)
+    return {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
 
 
 def test_every_variable_the_code_reads_is_documented():

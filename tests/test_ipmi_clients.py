@@ -134,3 +134,47 @@ def test_pyghmi_power_and_boot_device(stack):
         assert c.set_power("on", wait=True)["powerstate"] == "on"
     finally:
         c.ipmi_session.logout()
+
+
+def test_sel_records_power_events_and_can_be_cleared(stack):
+    wait_for(lambda: stack.power_state() == "Chassis Power is on", 30, "power on")
+    stack.ipmitool("sel", "clear")
+    stack.ipmitool("power", "cycle")
+    wait_for(lambda: "S0/G0: working" in stack.ipmitool("sel", "list").stdout, 30, "a power-on SEL record")
+    listing = stack.ipmitool("sel", "list").stdout
+    assert "System ACPI Power State" in listing and "S5/G2: soft-off" in listing
+    info = stack.ipmitool("sel", "info", interface="lan").stdout
+    assert "Entries          : 2" in info or "Entries          : 3" in info
+    stack.ipmitool("sel", "clear")
+    wait_for(lambda: "Entries          : 0" in stack.ipmitool("sel", "info").stdout, 10, "an empty SEL")
+
+
+def test_sdr_and_sensors_tell_the_truth(stack):
+    sdr = stack.ipmitool("sdr", "list").stdout
+    assert "VM Memory" in sdr and "512 megabyte" in sdr
+    assert "VM vCPUs" in sdr and "1 unspecified" in sdr
+    sensors = stack.ipmitool("sensor", "list").stdout
+    assert "ACPI State" in sensors and "VM Memory" in sensors
+
+
+def test_fru_print_shows_the_configured_inventory(stack):
+    fru = stack.ipmitool("fru", "print", "0").stdout
+    assert "Product Name          : QEMU Virtual Server" in fru
+    assert "Product Serial        : testnode" in fru and "Chassis Type          : Rack Mount Chassis" in fru
+
+
+def test_lan_print_describes_the_bmc_interface_and_refuses_address_changes(stack):
+    out = stack.ipmitool("lan", "print", "1").stdout
+    for label in ("IP Address              :", "Subnet Mask", "MAC Address", "Default Gateway IP",
+                  "RMCP+ Cipher Suites     : 17,3,2,1", "Auth Type Support       : MD5 PASSWORD"):
+        assert label in out, out
+    result = stack.ipmitool("lan", "set", "1", "ipaddr", "192.0.2.99", check=False)
+    assert "192.0.2.99" not in stack.ipmitool("lan", "print", "1").stdout
+    assert result.returncode != 0 or "read-only" in (result.stderr + result.stdout).lower()
+
+
+def test_unknown_commands_get_0xc1_and_bad_lengths_0xc7(stack):
+    result = stack.ipmitool("raw", "0x30", "0x99", check=False)
+    assert "rsp=0xc1" in result.stderr.lower()
+    result = stack.ipmitool("raw", "0x00", "0x02", check=False)  # chassis control without its byte
+    assert "rsp=0xc7" in result.stderr.lower()

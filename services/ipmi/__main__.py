@@ -12,16 +12,21 @@ import nats.js.errors
 
 from bus import BusUnavailable, ConfigError, Subjects, connect, key_value
 from bus.logs import setup_logging
-from bus.messages import IpmiSessionEvent, IpmiStats, StatsGet
+from bus.messages import IpmiDropped, IpmiSessionEvent, IpmiStats, PowerChanged, StatsGet, VmEvent
 from services.ipmi.backend import BusBackend
 from services.ipmi.bmc import build_core
 from services.ipmi.commands import DeviceIdentity, guid_wire
 from services.ipmi.config import FIRMWARE_VERSION, ipmi_config_from_env
 from services.ipmi.lan import LanEndpoint, SessionNote, privilege_name
 from services.ipmi.server import IpmiDatagramServer
+from services.ipmi.fru import FruInfo, build_fru
+from services.ipmi.sel import (EVENT_AUTH_FAILURE, EVENT_CRASH, EVENT_GUEST_RESTART, EVENT_HARD_RESET,
+                               EVENT_POWER_OFF, EVENT_POWER_ON, PersistedSel, SelLog)
 from services.ipmi.users import PersistedUsers
+from qemu_bmc import __version__
 
 USERS_KEY = "users"
+SEL_KEY = "sel"
 
 log = setup_logging("ipmi")
 
@@ -50,7 +55,19 @@ async def run() -> None:
         except Exception as exc:
             log.error("could not persist users: %s", exc)
 
-    core = build_core(identity, backend, config.users, save_users)
+    sel = SelLog()
+
+    async def save_sel() -> None:
+        if not kv_holder:
+            return
+        try:
+            await kv_holder[0].put(SEL_KEY, msgspec.json.encode(sel.to_record()))
+        except Exception as exc:
+            log.error("could not persist the SEL: %s", exc)
+
+    fru = build_fru(FruInfo.from_env(os.environ, config.bus.node, __version__))
+    core = build_core(identity, backend, config.users, save_users, sel, save_sel, fru,
+                      config.lan_interface, config.suites, config.v15_auth_types)
     core.active_sessions = lambda: len(endpoint.sessions)
 
     def restart_service() -> None:
@@ -69,6 +86,9 @@ async def run() -> None:
     async def publish_notes(bus) -> None:
         while True:
             note = await notes.get()
+            if note.what == "auth-failed":
+                sel.add_event(EVENT_AUTH_FAILURE)
+                await save_sel()
             await bus.publish(subjects.ipmi_session, IpmiSessionEvent(
                 what=note.what, peer=f"{note.peer[0]}:{note.peer[1]}", user=note.user,
                 privilege=privilege_name(note.privilege) if note.privilege else "",
@@ -78,6 +98,16 @@ async def run() -> None:
         return IpmiStats(datagrams=endpoint.datagrams, dropped=dict(endpoint.dropped),
                          sessions_active=len(endpoint.sessions), sessions_opened=endpoint.sessions_opened,
                          auth_failures=endpoint.auth_failures)
+
+    async def report_drops(bus) -> None:
+        """Dropped datagrams, by reason, as an event when the counts moved (at most every 5 s)."""
+        last: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(5)
+            now = dict(endpoint.dropped)
+            if now != last:
+                await bus.publish(subjects.ipmi_dropped, IpmiDropped(counts=now, total=sum(now.values())))
+                last = now
 
     # listen first: the BMC answers IPMI even before (or without) the bus
     loop = asyncio.get_running_loop()
@@ -98,6 +128,27 @@ async def run() -> None:
         log.error("persisted users unreadable (%s); using the configured ones", exc)
     kv_holder.append(kv)
     await save_users()
+    try:
+        sel.restore(msgspec.json.decode((await kv.get(SEL_KEY)).value, type=PersistedSel))
+    except nats.js.errors.KeyNotFoundError:
+        pass
+    except msgspec.DecodeError as exc:
+        log.error("persisted SEL unreadable (%s); starting an empty one", exc)
+
+    async def log_power(event: PowerChanged) -> None:
+        if event.cause in ("crashed", "guest-panic"):
+            sel.add_event(EVENT_CRASH)
+        sel.add_event(EVENT_POWER_ON if event.state == "on" else EVENT_POWER_OFF)
+        await save_sel()
+
+    async def log_reset(event: VmEvent) -> None:
+        if event.event == "RESET":
+            sel.add_event(EVENT_GUEST_RESTART if event.guest else EVENT_HARD_RESET)
+            await save_sel()
+
+    await bus.subscribe(subjects.power_changed, PowerChanged, log_power)
+    await bus.subscribe(subjects.vm_event, VmEvent, log_reset)
+    background.append(asyncio.create_task(report_drops(bus)))
     log.info("users: %s", ", ".join(f"{u.slot}:{u.name.decode(errors='replace')}"
                                     for u in sorted(config.users.slots.values(), key=lambda u: u.slot)
                                     if u.name and u.enabled))

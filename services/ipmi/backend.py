@@ -38,6 +38,8 @@ class BusBackend:
         self.restore_policy = "always-on"
         self.last_power_event = 0
         self.restart_cause = 0  # unknown until the first power-on we see
+        self.vcpus = 0
+        self.memory_mib = 0
         self.known = False  # have we heard from the power agent at all?
         self._pending: set[asyncio.Task] = set()
 
@@ -49,14 +51,17 @@ class BusBackend:
         task.add_done_callback(self._pending.discard)
 
     async def _initial_state(self) -> None:
-        while not self.known:
+        """Ask the power agent once for the whole picture (events carry only changes)."""
+        while True:
             try:
                 self._apply(await self.bus.request(self.subjects.power_get, PowerGet(), PowerStatus, 2.0))
+                return
             except BusError:
                 await asyncio.sleep(0.5)
 
     def _apply(self, status: PowerStatus) -> None:
         self.power_on = status.state == "on"
+        self.vcpus, self.memory_mib = status.vcpus, status.memory_mib
         self.restore_policy = status.restore_policy
         self.known = True
 

@@ -117,7 +117,8 @@ class CommandCore:
         ident = self.identity
         major, minor = ident.firmware
         minor_bcd = ((minor // 10) << 4) | (minor % 10)
-        additional = 0x80  # chassis device
+        # chassis device, FRU inventory, SEL, SDR repository, sensor device
+        additional = 0x80 | 0x08 | 0x04 | 0x02 | 0x01
         return CC_OK, (bytes((ident.device_id, ident.device_revision & 0x0F, major & 0x7F, minor_bcd,
                               0x02, additional))
                        + struct.pack("<I", ident.manufacturer_id)[:3]

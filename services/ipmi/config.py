@@ -32,6 +32,7 @@ class IpmiConfig:
     users: UserStore
     warnings: tuple[str, ...]
     v15_auth_types: tuple[int, ...]
+    lan_interface: str  # the interface `lan print` describes ("" = the default route's)
 
     def system_guid(self) -> uuid.UUID:
         return uuid.uuid5(GUID_NAMESPACE, f"system:{self.bus.node}")
@@ -87,4 +88,5 @@ def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
         users=users,
         warnings=tuple(warnings),
         v15_auth_types=v15,
+        lan_interface=env.get("IPMI_LAN_INTERFACE", "").strip(),
     )

@@ -185,7 +185,8 @@ class PowerAgent:
                 vm_status = result["status"]
         return PowerStatus(state=self.state, vm_status=vm_status,
                            restore_policy=self.restore_policy,
-                           last_cause=self.last_cause, since=self.since)
+                           last_cause=self.last_cause, since=self.since,
+                           vcpus=self.config.vm.cpus, memory_mib=self.config.vm.memory_mib)
 
     # --- actions (called with the lock held) ---------------------------------
 
