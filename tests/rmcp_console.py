@@ -128,3 +128,59 @@ def _payload(datagram: bytes, payload_type: int) -> bytes:
     packet = wire.parse_v20(wire.parse_rmcp(datagram).body)
     assert packet.payload_type == payload_type, f"expected payload {payload_type:#x}, got {packet.payload_type:#x}"
     return packet.payload
+
+
+class Console15:
+    """The remote-console side of an IPMI 1.5 session (MD5 or straight password)."""
+
+    def __init__(self, user: bytes, password: bytes, auth_type: int = wire.AUTH_MD5):
+        self.user = user
+        self.password16 = password[:16].ljust(16, b"\x00")
+        self.auth_type = auth_type
+        self.session_id = 0
+        self.out_seq = 0
+        self.rq_seq = 0
+
+    def challenge_request(self) -> bytes:
+        data = bytes((self.auth_type,)) + self.user.ljust(16, b"\x00")
+        return wire.build_v15(wire.build_ipmi_request(0x06, 0x39, data))
+
+    def challenge_response(self, datagram: bytes) -> None:
+        message = wire.parse_v15(wire.parse_rmcp(datagram).body).message
+        if message[6] != 0:
+            raise HandshakeFailed("get session challenge", message[6])
+        self.session_id = struct.unpack_from("<I", message, 7)[0]
+        self.challenge = message[11:27]
+
+    def activate_request(self, initial_out: int = 0x1000) -> bytes:
+        self.initial_out = initial_out
+        data = bytes((self.auth_type, 0x04)) + self.challenge + struct.pack("<I", initial_out)
+        return self._sealed(wire.build_ipmi_request(0x06, 0x3A, data), 0)
+
+    def activate_response(self, datagram: bytes) -> None:
+        packet = wire.parse_v15(wire.parse_rmcp(datagram).body)
+        message = packet.message
+        if message[6] != 0:
+            raise HandshakeFailed("activate session", message[6])
+        assert packet.sequence == self.initial_out
+        self.session_id = struct.unpack_from("<I", message, 8)[0]
+        self.out_seq = struct.unpack_from("<I", message, 12)[0] - 1
+
+    def request(self, netfn: int, cmd: int, data: bytes = b"") -> bytes:
+        self.rq_seq = (self.rq_seq + 1) & 0x3F
+        self.out_seq += 1
+        return self._sealed(wire.build_ipmi_request(netfn, cmd, data, self.rq_seq), self.out_seq)
+
+    def _sealed(self, message: bytes, seq: int) -> bytes:
+        from services.ipmi.lan import v15_auth_code
+        code = v15_auth_code(self.auth_type, self.password16, self.session_id, seq, message)
+        return wire.build_v15(message, self.auth_type, seq, self.session_id, code)
+
+    def unseal(self, datagram: bytes) -> tuple[int, bytes]:
+        from services.ipmi.lan import v15_auth_code
+        packet = wire.parse_v15(wire.parse_rmcp(datagram).body)
+        expected = v15_auth_code(self.auth_type, self.password16, packet.session_id, packet.sequence,
+                                 packet.message)
+        assert hmac.compare_digest(expected, packet.auth_code)
+        self.last_bmc_seq = packet.sequence
+        return packet.message[6], bytes(packet.message[7:-1])

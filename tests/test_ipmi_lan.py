@@ -307,3 +307,60 @@ def test_fuzzed_endpoint_still_answers_its_session():
     _fuzz_endpoint()
     ep, console = _FUZZ["ep"], _FUZZ["console"]
     assert exchange(ep, console, 0x06, 0x01)[0] == 0
+
+
+def handshake15(ep: LanEndpoint, console, now: float = 0.0) -> None:
+    [reply] = sends(ep.datagram(console.challenge_request(), PEER, now))
+    console.challenge_response(reply)
+    [reply] = sends(ep.datagram(console.activate_request(), PEER, now))
+    console.activate_response(reply)
+
+
+@pytest.mark.parametrize("auth_type", [wire.AUTH_MD5, wire.AUTH_PASSWORD])
+def test_ipmi15_session_with_md5_and_straight_password(auth_type):
+    from rmcp_console import Console15
+    ep = make_endpoint()
+    console = Console15(b"admin", b"secret", auth_type)
+    handshake15(ep, console)
+    assert exchange15(ep, console, 0x06, 0x3B, b"\x04") == (0, b"\x04")
+    assert console.last_bmc_seq == console.initial_out + 1  # the answer after activation
+    cc, data = exchange15(ep, console, 0x06, 0x01)
+    assert cc == 0 and data[4] == 0x02
+
+
+def test_ipmi15_wrong_password_and_auth_type_none_are_refused():
+    from rmcp_console import Console15
+    ep = make_endpoint()
+    console = Console15(b"admin", b"wrong")
+    [reply] = sends(ep.datagram(console.challenge_request(), PEER, 0))
+    console.challenge_response(reply)
+    actions = ep.datagram(console.activate_request(), PEER, 0)
+    assert sends(actions) == [] and ep.auth_failures == 1 and len(ep.sessions) == 0
+    none = Console15(b"admin", b"secret", wire.AUTH_NONE)
+    [reply] = sends(ep.datagram(none.challenge_request(), PEER, 0))
+    with pytest.raises(HandshakeFailed) as err:
+        none.challenge_response(reply)
+    assert err.value.status == 0xCC
+
+
+def test_ipmi15_replay_is_dropped():
+    from rmcp_console import Console15
+    ep = make_endpoint()
+    console = Console15(b"admin", b"secret")
+    handshake15(ep, console)
+    packet = console.request(0x06, 0x01)
+    assert len(ep.datagram(packet, PEER, 1)) == 1
+    assert ep.datagram(packet, PEER, 1) == [] and ep.dropped["replay"] == 1
+
+
+def exchange15(ep, console, netfn, cmd, data=b""):
+    actions = ep.datagram(console.request(netfn, cmd, data), PEER, 1)
+    replies = sends(actions)
+    for action in actions:
+        if isinstance(action, Dispatch):
+            core = build_core(identity(), StaticBackend(), ep.users)
+            cc, out = asyncio.run(core.handle(action.request.netfn, action.request.cmd,
+                                              action.request.data, action.privilege))
+            replies.append(ep.respond(action, cc, out, 1).data)
+    assert len(replies) == 1, actions
+    return console.unseal(replies[0])
