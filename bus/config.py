@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -80,3 +81,16 @@ class Settings:
             run_dir=env_str(env, "RUN_DIR", "/run/qemu-bmc"),
             log_dir=env_str(env, "LOG_DIR", "/var/log/qemu-bmc"),
         )
+
+
+_GUID_NAMESPACE = uuid.UUID("7d1b6a52-2a1b-4f1e-9a57-0c3e5b4d9f10")
+
+
+def system_uuid(node: str) -> uuid.UUID:
+    """The VM's system UUID: stable per node; QEMU's SMBIOS and IPMI's System GUID agree."""
+    return uuid.uuid5(_GUID_NAMESPACE, f"system:{node}")
+
+
+def bmc_uuid(node: str) -> uuid.UUID:
+    """The BMC's own device GUID, stable per node."""
+    return uuid.uuid5(_GUID_NAMESPACE, f"bmc:{node}")

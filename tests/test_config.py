@@ -47,7 +47,7 @@ def test_power_config_errors_name_the_variable(guest, variable, value, needle):
     ({"IPMI_USERS": "bob:pw:king"}, "IPMI_USERS"),
     ({"IPMI_USERS": "admin:pw:user"}, "IPMI_USERS"),
     ({"IPMI_PASSWORD": "x" * 21}, "IPMI_USER/IPMI_PASSWORD"),
-    ({"IPMI_CIPHER_SUITES": "3,0"}, "IPMI_CIPHER_SUITES"),
+    ({"IPMI_CIPHER_SUITES": "3,99"}, "IPMI_CIPHER_SUITES"),
     ({"IPMI_PASSWORD_FILE": "/nonexistent"}, "IPMI_PASSWORD_FILE"),
 ])
 def test_ipmi_config_errors_name_the_variable(env, needle):
@@ -118,3 +118,11 @@ def test_entrypoint_stops_on_bad_configuration(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "QEMU_ACCEL" in result.stderr
+
+
+def test_suite_zero_and_auth_none_need_to_be_asked_for_and_are_warned_about():
+    assert 0 not in ipmi_config_from_env({}).suites
+    config = ipmi_config_from_env({"IPMI_CIPHER_SUITES": "17,0", "IPMI_V15_AUTH": "md5,none",
+                                   "IPMI_PASSWORD": "x"})
+    assert config.suites == (17, 0) and 0 in config.v15_auth_types
+    assert len(config.warnings) == 2 and all("without any authentication" in w for w in config.warnings)

@@ -93,6 +93,16 @@ def test_handshake_and_a_sealed_request_for_every_suite(suite):
     assert console.last_bmc_seq == 1  # the BMC's outbound sequence starts at 1
 
 
+def test_cipher_suite_zero_only_when_offered():
+    assert make_endpoint().suites == (17, 3, 2, 1)
+    with pytest.raises(HandshakeFailed):
+        handshake(make_endpoint(), Console(b"admin", b"", 0))
+    ep = make_endpoint(suites=(17, 0))
+    console = Console(b"admin", b"anything", 0)  # suite 0 checks no password at all
+    handshake(ep, console)
+    assert exchange(ep, console, 0x06, 0x01)[0] == 0
+
+
 def test_outbound_sequence_increments_on_every_packet():
     ep = make_endpoint()
     console = Console(b"admin", b"secret", 17)

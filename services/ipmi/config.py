@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
-from bus.config import ConfigError, Settings, env_int, env_str
+from bus.config import ConfigError, Settings, bmc_uuid, env_int, env_str, system_uuid
 from services.ipmi.crypto import SUITES
 from services.ipmi.wire import AUTH_MD5, AUTH_NONE, AUTH_PASSWORD
 from services.ipmi.users import UserStore
@@ -16,7 +16,6 @@ from services.ipmi.users import UserStore
 # claim no real vendor's identity by default.
 DEFAULT_MANUFACTURER_ID = 32473
 FIRMWARE_VERSION = (0, 1)
-GUID_NAMESPACE = uuid.UUID("7d1b6a52-2a1b-4f1e-9a57-0c3e5b4d9f10")
 
 
 @dataclass(frozen=True)
@@ -35,24 +34,24 @@ class IpmiConfig:
     lan_interface: str  # the interface `lan print` describes ("" = the default route's)
 
     def system_guid(self) -> uuid.UUID:
-        return uuid.uuid5(GUID_NAMESPACE, f"system:{self.bus.node}")
+        return system_uuid(self.bus.node)
 
     def device_guid(self) -> uuid.UUID:
-        return uuid.uuid5(GUID_NAMESPACE, f"bmc:{self.bus.node}")
+        return bmc_uuid(self.bus.node)
 
 
-def _suites(env: Mapping[str, str]) -> tuple[int, ...]:
+def _suites(env: Mapping[str, str], warnings: list[str]) -> tuple[int, ...]:
     raw = env.get("IPMI_CIPHER_SUITES", "").strip() or "17,3,2,1"
     try:
         suites = tuple(int(s) for s in raw.split(","))
     except ValueError:
         raise ConfigError("IPMI_CIPHER_SUITES", f"{raw!r} is not a comma-separated list of numbers") from None
-    if 0 in suites:
-        raise ConfigError("IPMI_CIPHER_SUITES", "suite 0 (no authentication at all) is not offered")
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise ConfigError("IPMI_CIPHER_SUITES", f"unsupported suite(s) {unknown}; "
                           f"choose from {sorted(SUITES)}")
+    if 0 in suites:
+        warnings.append("IPMI_CIPHER_SUITES offers suite 0: RMCP+ sessions without any authentication")
     return suites
 
 
@@ -80,7 +79,7 @@ def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
         bus=Settings.from_env(env),
         listen=env_str(env, "IPMI_LISTEN", "0.0.0.0"),
         port=env_int(env, "IPMI_PORT", 623, 1, 65535),
-        suites=_suites(env),
+        suites=_suites(env, warnings),
         session_limit=env_int(env, "IPMI_SESSION_LIMIT", 32, 1, 1024),
         session_timeout=float(env_int(env, "IPMI_SESSION_TIMEOUT", 60, 5, 3600)),
         manufacturer_id=env_int(env, "IPMI_MANUFACTURER_ID", DEFAULT_MANUFACTURER_ID, 0, 0xFFFFF),

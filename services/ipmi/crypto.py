@@ -34,6 +34,8 @@ class CipherSuite:
 
 
 SUITES: dict[int, CipherSuite] = {
+    # suite 0 authenticates nobody: offered only when IPMI_CIPHER_SUITES names it
+    0: CipherSuite(0, AUTH_RAKP_NONE, INTEGRITY_NONE, CONF_NONE, "", 0, 0),
     1: CipherSuite(1, AUTH_RAKP_HMAC_SHA1, INTEGRITY_NONE, CONF_NONE, "sha1", 12, 0),
     2: CipherSuite(2, AUTH_RAKP_HMAC_SHA1, INTEGRITY_HMAC_SHA1_96, CONF_NONE, "sha1", 12, 12),
     3: CipherSuite(3, AUTH_RAKP_HMAC_SHA1, INTEGRITY_HMAC_SHA1_96, CONF_AES_CBC_128, "sha1", 12, 12),
@@ -51,6 +53,9 @@ def suite_for(auth: int, integrity: int, confidentiality: int, allowed: tuple[in
 
 
 def hmac_digest(digest: str, key: bytes, data: bytes) -> bytes:
+    """HMAC with `digest`; RAKP-none (cipher suite 0) has no digest and no codes."""
+    if not digest:
+        return b""
     return hmac.new(key, data, digest).digest()
 
 
@@ -71,6 +76,8 @@ class SessionKeys:
 
 
 def derive_keys(digest: str, kg: bytes, rm: bytes, rc: bytes, role: int, username: bytes) -> SessionKeys:
+    if not digest:
+        return SessionKeys(b"", b"", b"")
     sik = hmac_digest(digest, kg, rm + rc + bytes((role, len(username))) + username)
     # the constants are 20 bytes for every hash (ipmitool, FreeIPMI and the spec agree)
     k1 = hmac_digest(digest, sik, b"\x01" * 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from bus.config import system_uuid
 from services.power.config import VmConfig
 from services.power.firmware import efi_firmware_args
 
@@ -30,6 +31,7 @@ def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -
     argv = [
         vm.qemu_binary,
         "-name", f"{node},debug-threads=on",
+        "-uuid", str(system_uuid(node)),  # SMBIOS agrees with IPMI's System GUID
         "-machine", f"{vm.machine},accel={vm.accel}",
         "-m", str(vm.memory_mib),
         "-smp", str(vm.cpus),
