@@ -35,6 +35,34 @@ def test_ipmitool_reads_everything(stack, interface, cipher):
     assert "802.3 LAN" in run("channel", "info", "1")
     users = run("user", "list", "1")
     assert "admin" in users and "ADMINISTRATOR" in users and "ops" in users
+    assert "Boot parameter version: 1" in run("chassis", "bootparam", "get", "5")
+    assert "always-off always-on previous" in run("chassis", "policy", "list")
+    run("raw", "0x00", "0x08", "0x03", "0x08")  # Ironic's first command
+    assert "SEL Information" in run("sel", "info")
+    run("sel", "list")
+    assert "VM Memory" in run("sdr", "list")
+    assert "QEMU Virtual Server" in run("fru", "print", "0")
+    assert "RMCP+ Cipher Suites" in run("lan", "print", "1")
+
+
+@pytest.mark.parametrize("interface,cipher", INTERFACES)
+def test_ipmitool_controls_power_over_every_interface(stack, interface, cipher):
+    run = lambda *a: stack.ipmitool(*a, interface=interface, cipher=cipher).stdout  # noqa: E731
+    wait_for(lambda: stack.power_state() == "Chassis Power is on", 30, "power on")
+    run("power", "off")
+    wait_for(lambda: "off" in run("power", "status"), 20, "power off")
+    boots = stack.boots()
+    run("power", "on")
+    wait_for(lambda: stack.boots() == boots + 1, 60, "a boot after power on")
+    run("power", "reset")
+    wait_for(lambda: stack.boots() == boots + 2, 60, "a boot after reset")
+    run("power", "cycle")
+    wait_for(lambda: stack.boots() == boots + 3, 60, "a boot after cycle")
+    run("power", "diag")
+    run("power", "soft")
+    wait_for(lambda: "off" in run("power", "status"), 30, "the guest to obey the power button")
+    run("power", "on")
+    wait_for(lambda: stack.boots() == boots + 4, 60, "a boot after power on")
 
 
 @pytest.mark.parametrize("device,label", [("pxe", "Force PXE"), ("disk", "Force Boot from default Hard-Drive"),
