@@ -55,6 +55,10 @@ class Subjects:
         return self._s("console", "in")
 
     @property
+    def console_break(self) -> str:  # event: send a break on the guest's serial port
+        return self._s("console", "break")
+
+    @property
     def console_history(self) -> str:  # request ConsoleHistoryGet -> raw bytes
         return self._s("console", "history")
 

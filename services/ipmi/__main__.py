@@ -66,8 +66,9 @@ async def run() -> None:
             log.error("could not persist the SEL: %s", exc)
 
     fru = build_fru(FruInfo.from_env(os.environ, config.bus.node, __version__))
+    endpoint.sol_settings.port = config.sol_port
     core = build_core(identity, backend, config.users, save_users, sel, save_sel, fru,
-                      config.lan_interface, config.suites, config.v15_auth_types)
+                      config.lan_interface, config.suites, config.v15_auth_types, endpoint.sol_settings)
     core.active_sessions = lambda: len(endpoint.sessions)
 
     def restart_service() -> None:
@@ -111,13 +112,33 @@ async def run() -> None:
 
     # listen first: the BMC answers IPMI even before (or without) the bus
     loop = asyncio.get_running_loop()
-    server = IpmiDatagramServer(endpoint, core, on_note)
+    bus_holder: list = []
+
+    def console_input(data: bytes) -> None:
+        if bus_holder:
+            task = asyncio.create_task(bus_holder[0].publish(subjects.console_in, data))
+            background.append(task)
+            task.add_done_callback(background.remove)
+
+    def serial_break() -> None:
+        if bus_holder:
+            task = asyncio.create_task(bus_holder[0].publish(subjects.console_break, b""))
+            background.append(task)
+            task.add_done_callback(background.remove)
+
+    server = IpmiDatagramServer(endpoint, core, on_note, console_input, serial_break)
     transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(config.listen, config.port))
     log.info("listening on %s:%d/udp, cipher suites %s, session limit %d", config.listen, config.port,
              ",".join(map(str, config.suites)), config.session_limit)
-    background = [asyncio.create_task(server.expire_loop())]
+    background = [asyncio.create_task(server.expire_loop()), asyncio.create_task(server.sol_loop())]
     bus = await connect(config.bus.nats_url, "ipmi", wait=float("inf"))
     await backend.attach(bus)
+    bus_holder.append(bus)
+
+    async def guest_output(msg) -> None:
+        server.console_output(msg.data)
+
+    await bus.subscribe_raw(subjects.console_out, guest_output)
     kv = await key_value(bus, "qemu_bmc_ipmi")
     try:
         entry = await kv.get(USERS_KEY)

@@ -92,7 +92,6 @@ class CommandCore:
             (NETFN_APP, 0x03): (PRIV_ADMIN, self.warm_reset),
             (NETFN_APP, 0x41): (PRIV_USER, self.get_channel_access),
             (NETFN_APP, 0x42): (PRIV_USER, self.get_channel_info),
-            (NETFN_APP, 0x4A): (PRIV_USER, self.get_payload_activation_status),
             (NETFN_APP, 0x4E): (PRIV_USER, self.get_channel_payload_support),
             (NETFN_APP, 0x4F): (PRIV_USER, self.get_channel_payload_version),
         }
@@ -174,21 +173,14 @@ class CommandCore:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):
             return CC_INVALID_FIELD, b""
-        # standard payloads: IPMI (bit 0); session set-up: open session + RAKP 1-4 (bits 0-5)
-        return CC_OK, bytes((0x01, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x00, 0x00))
+        # standard payloads: IPMI (bit 0) and SOL (bit 1); session set-up: open session, RAKP 1-4
+        return CC_OK, bytes((0x03, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x00, 0x00))
 
     async def get_channel_payload_version(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 2:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):
             return CC_INVALID_FIELD, b""
-        if data[1] != 0x00:
+        if data[1] not in (0x00, 0x01):
             return 0x80, b""  # payload type not available on this channel
         return CC_OK, b"\x10"  # version 1.0
-
-    async def get_payload_activation_status(self, data: bytes) -> tuple[int, bytes]:
-        if len(data) != 1:
-            return CC_REQUEST_LENGTH, b""
-        if data[0] & 0x3F == 0x01:  # SOL: one instance possible, none active
-            return CC_OK, bytes((0x01, 0x00, 0x00))
-        return CC_INVALID_FIELD, b""

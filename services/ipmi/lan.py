@@ -24,6 +24,7 @@ from services.ipmi.crypto import (SUITES, CipherSuite, DecryptError, aes_decrypt
                                   hmac_digest, suite_for, user_key)
 from services.ipmi.session import (PRIV_ADMIN, PRIV_CALLBACK, PRIV_NAMES, PRIV_OEM, PRIV_USER, Session,
                                    SessionTable, TableFull)
+from services.ipmi.sol import STATUS_DEACTIVATING, SolChannel, SolSettings
 from services.ipmi.users import UserStore
 
 LAN_CHANNEL = 1
@@ -34,11 +35,17 @@ CMD_ACTIVATE_SESSION = 0x3A
 CMD_SET_SESSION_PRIVILEGE = 0x3B
 CMD_CLOSE_SESSION = 0x3C
 CMD_GET_SESSION_INFO = 0x3D
+CMD_ACTIVATE_PAYLOAD = 0x48
+CMD_DEACTIVATE_PAYLOAD = 0x49
+CMD_GET_PAYLOAD_ACTIVATION_STATUS = 0x4A
+CMD_GET_PAYLOAD_INSTANCE_INFO = 0x4B
 CMD_GET_CHANNEL_CIPHER_SUITES = 0x54
 SESSIONLESS_COMMANDS = {(NETFN_APP, CMD_GET_CHANNEL_AUTH_CAPS), (NETFN_APP, CMD_GET_CHANNEL_CIPHER_SUITES),
                         (NETFN_APP, CMD_GET_SESSION_CHALLENGE)}
 SESSION_LAYER_COMMANDS = (CMD_GET_CHANNEL_AUTH_CAPS, CMD_GET_CHANNEL_CIPHER_SUITES, CMD_SET_SESSION_PRIVILEGE,
-                          CMD_CLOSE_SESSION, CMD_GET_SESSION_INFO)
+                          CMD_CLOSE_SESSION, CMD_GET_SESSION_INFO, CMD_ACTIVATE_PAYLOAD, CMD_DEACTIVATE_PAYLOAD,
+                          CMD_GET_PAYLOAD_ACTIVATION_STATUS, CMD_GET_PAYLOAD_INSTANCE_INFO)
+SOL_PAYLOAD_SIZE = 255
 V15_AUTH_TYPE_BITS = {wire.AUTH_NONE: 0x01, wire.AUTH_MD5: 0x04, wire.AUTH_PASSWORD: 0x10}
 
 # RMCP+ status codes (table 13-15)
@@ -73,6 +80,18 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class ConsoleInput:
+    """Bytes an SOL console typed, for the guest's serial port."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SerialBreak:
+    """The SOL console asked for a break on the guest's serial port."""
+
+
+@dataclass(frozen=True)
 class SessionNote:
     what: str  # opened, closed, expired, auth-failed
     peer: tuple
@@ -89,6 +108,8 @@ class LanEndpoint:
         self.guid = guid
         self.suites = tuple(s for s in suites if s in SUITES)
         self.v15_auth_types = v15_auth_types  # empty: IPMI 1.5 sessions are off
+        self.sol_settings = SolSettings()
+        self.sol: SolChannel | None = None  # the one SOL payload instance, when active
         self.sessions = SessionTable(session_limit, idle_timeout)
         self.dropped: Counter[str] = Counter()
         self.datagrams = 0
@@ -322,15 +343,112 @@ class LanEndpoint:
             except DecryptError:
                 return self._drop("bad-encryption")
         session.last_seen = now
+        if packet.payload_type == wire.PAYLOAD_SOL:
+            return self._sol_in(session, payload, now)
         if packet.payload_type != wire.PAYLOAD_IPMI:
             return self._drop("payload-type")
         return self._in_session(session, wire.parse_ipmi_request(payload), now)
 
+    # --- Serial over LAN -------------------------------------------------------
+
+    def _sol_in(self, session: Session, payload: bytes, now: float) -> list:
+        sol = self.sol
+        if sol is None or sol.session_id != session.local_id:
+            return self._drop("sol-inactive")
+        received = sol.receive(payload, now)
+        actions: list = []
+        if received.data:
+            actions.append(ConsoleInput(received.data))
+        if received.send_break:
+            actions.append(SerialBreak())
+        return actions + self.sol_tick(now)
+
+    def sol_output(self, data: bytes, now: float) -> list:
+        """Guest output for the active SOL console (nothing when none is active)."""
+        if self.sol is None:
+            return []
+        self.sol.output(data)
+        return self.sol_tick(now)
+
+    def sol_tick(self, now: float) -> list:
+        """SOL packets due now: new data, retransmissions, acknowledgements."""
+        sol = self.sol
+        if sol is None:
+            return []
+        session = self.sessions.get(sol.session_id)
+        if session is None:
+            self.sol = None  # its session ended: the payload ends with it
+            return []
+        return [Send(self._seal(session, wire.PAYLOAD_SOL, p), session.peer) for p in sol.poll(now)]
+
+    def _activate_payload(self, session: Session, data: bytes) -> tuple[int, bytes]:
+        """Activate Payload (24.1) for SOL: one instance, in an RMCP+ session."""
+        if len(data) != 6:
+            return 0xC7, b""
+        if data[0] & 0x3F != wire.PAYLOAD_SOL or data[1] != 1:
+            return 0xCC, b""
+        settings = self.sol_settings
+        if not settings.enabled or session.is_v15:
+            return 0x81, b""  # payload type disabled
+        if session.privilege < settings.privilege:
+            return 0xD4, b""
+        if self.sol is not None and self.sessions.get(self.sol.session_id) is not None:
+            return 0x80, b""  # already active on another session
+        wants_encryption, wants_auth = bool(data[2] & 0x80), bool(data[2] & 0x40)
+        if (wants_encryption and not session.suite.confidentiality) or (wants_auth and not session.suite.integrity):
+            return 0x83, b""  # cannot activate with encryption/authentication on this session
+        if (settings.force_encryption and not wants_encryption) or (settings.force_auth and not wants_auth):
+            return 0x84, b""
+        self.sol = SolChannel(session.local_id, max_data=SOL_PAYLOAD_SIZE - 4,
+                              retry_interval=settings.retry_interval_10ms / 100)
+        return 0x00, (bytes(4) + struct.pack("<HHHH", SOL_PAYLOAD_SIZE, SOL_PAYLOAD_SIZE,
+                                             settings.port, 0xFFFF))
+
+    def _deactivate_payload(self, session: Session, data: bytes) -> tuple[int, bytes, list]:
+        if len(data) != 6:
+            return 0xC7, b"", []
+        if data[0] & 0x3F != wire.PAYLOAD_SOL or data[1] != 1:
+            return 0xCC, b"", []
+        if self.sol is None:
+            return 0x80, b"", []  # payload already deactivated
+        sol, self.sol = self.sol, None
+        holder = self.sessions.get(sol.session_id)
+        notify = []
+        if holder is not None and holder is not session:
+            # tell the console that held it, then end its session: its next
+            # keystroke or keepalive finds no BMC and it leaves ("closed by BMC")
+            packet = bytes((0, 0, 0, STATUS_DEACTIVATING))
+            notify.append(Send(self._seal(holder, wire.PAYLOAD_SOL, packet), holder.peer))
+            self.sessions.remove(holder.local_id)
+            notify.append(SessionNote("closed", holder.peer, holder.username.decode(errors="replace"),
+                                      holder.privilege, holder.suite_id))
+        return 0x00, b"", notify
+
+    def _payload_status(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 1:
+            return 0xC7, b""
+        if data[0] & 0x3F != wire.PAYLOAD_SOL:
+            return 0xCC, b""
+        active = self.sol is not None and self.sessions.get(self.sol.session_id) is not None
+        return 0x00, bytes((0x01, 0x01 if active else 0x00, 0x00))
+
+    def _payload_instance_info(self, data: bytes) -> tuple[int, bytes]:
+        if len(data) != 2:
+            return 0xC7, b""
+        if data[0] & 0x3F != wire.PAYLOAD_SOL or data[1] != 1:
+            return 0xCC, b""
+        session_id = self.sol.session_id if self.sol else 0
+        return 0x00, struct.pack("<I", session_id) + bytes(8)
+
     def _in_session(self, session: Session, req: wire.IpmiRequest, now: float) -> list:
         if req.netfn == NETFN_APP and req.cmd in SESSION_LAYER_COMMANDS:
-            completion, data = self._session_command(session, req)
+            extra: list = []
+            if req.cmd == CMD_DEACTIVATE_PAYLOAD:
+                completion, data, extra = self._deactivate_payload(session, req.data)
+            else:
+                completion, data = self._session_command(session, req)
             reply = self._seal_message(session, wire.build_ipmi_response(req, completion, data))
-            actions: list = [Send(reply, session.peer)]
+            actions: list = [Send(reply, session.peer)] + extra
             if req.cmd == CMD_CLOSE_SESSION and completion == 0:
                 closed_id = struct.unpack("<I", req.data[:4])[0]
                 closed = self.sessions.remove(closed_id)
@@ -361,6 +479,12 @@ class LanEndpoint:
             return self._set_privilege(session, req.data)
         if req.cmd == CMD_GET_SESSION_INFO:
             return self._session_info(session, req.data)
+        if req.cmd == CMD_ACTIVATE_PAYLOAD:
+            return self._activate_payload(session, req.data) if session else (0xD4, b"")
+        if req.cmd == CMD_GET_PAYLOAD_ACTIVATION_STATUS:
+            return self._payload_status(req.data)
+        if req.cmd == CMD_GET_PAYLOAD_INSTANCE_INFO:
+            return self._payload_instance_info(req.data)
         if req.cmd == CMD_CLOSE_SESSION:
             if len(req.data) < 4:
                 return 0xC7, b""

@@ -9,17 +9,22 @@ import time
 from typing import Callable
 
 from services.ipmi.commands import CC_UNSPECIFIED, CommandCore
-from services.ipmi.lan import Dispatch, LanEndpoint, Send, SessionNote
+from services.ipmi.lan import ConsoleInput, Dispatch, LanEndpoint, Send, SerialBreak, SessionNote
 
 log = logging.getLogger("server")
 
 
 class IpmiDatagramServer(asyncio.DatagramProtocol):
     def __init__(self, endpoint: LanEndpoint, core: CommandCore,
-                 on_note: Callable[[SessionNote], None] = lambda note: None):
+                 on_note: Callable[[SessionNote], None] = lambda note: None,
+                 on_console_input: Callable[[bytes], None] = lambda data: None,
+                 on_break: Callable[[], None] = lambda: None):
         self.endpoint = endpoint
         self.core = core
         self.on_note = on_note
+        self.on_console_input = on_console_input
+        self.on_break = on_break
+        self._sol_wakeup = asyncio.Event()
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -45,6 +50,34 @@ class IpmiDatagramServer(asyncio.DatagramProtocol):
                 task.add_done_callback(self._tasks.discard)
             elif isinstance(action, SessionNote):
                 self.on_note(action)
+            elif isinstance(action, ConsoleInput):
+                self.on_console_input(action.data)
+            elif isinstance(action, SerialBreak):
+                self.on_break()
+        if self.endpoint.sol is not None:
+            self._sol_wakeup.set()
+
+    def console_output(self, data: bytes) -> None:
+        """Guest output from the bus: on to the active SOL console, if any."""
+        try:
+            self._perform(self.endpoint.sol_output(data, time.monotonic()))
+        except Exception:
+            log.exception("SOL output failed")
+
+    async def sol_loop(self) -> None:
+        """Retransmit unacknowledged SOL data on time; sleeps while no SOL is active."""
+        while True:
+            if self.endpoint.sol is None:
+                self._sol_wakeup.clear()
+                await self._sol_wakeup.wait()
+                continue
+            deadline = self.endpoint.sol.next_deadline()
+            delay = 0.05 if deadline is None else max(0.0, deadline - time.monotonic())
+            await asyncio.sleep(min(delay, 0.05))
+            try:
+                self._perform(self.endpoint.sol_tick(time.monotonic()))
+            except Exception:
+                log.exception("SOL tick failed")
 
     async def _run(self, dispatch: Dispatch) -> None:
         req = dispatch.request

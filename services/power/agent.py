@@ -97,6 +97,7 @@ class PowerAgent:
         await self.bus.serve(s.boot_set, BootSet, self.handle_boot_set)
         await self.bus.serve(s.boot_get, BootGet, self.handle_boot_get)
         await self.bus.serve(s.power_policy, RestorePolicySet, self.handle_policy_set)
+        await self.bus.subscribe_raw(s.console_break, self.handle_serial_break)
         marker = os.path.join(self.config.bus.run_dir, RESTORE_MARKER)
         if not os.path.exists(marker):
             open(marker, "w").close()
@@ -159,6 +160,12 @@ class PowerAgent:
                 log.warning("power %s refused: %s", req.action, exc)
                 return ErrorReply(code=exc.code, message=str(exc))
         return await self.status()
+
+    async def handle_serial_break(self, _msg) -> None:
+        """A break on the guest's serial port (SOL asked for it); QMP owns the chardev."""
+        if self._qmp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._qmp.execute("chardev-send-break", {"id": "serial0"}), 2)
 
     async def handle_boot_get(self, _req: BootGet) -> Message:
         return self._boot_status()
