@@ -47,7 +47,7 @@ ENV PATH=/opt/qemu-bmc/venv/bin:$PATH \
     GUEST_DIR=/usr/share/qemu-bmc/guest \
     PYTHONUNBUFFERED=1
 VOLUME /var/lib/qemu-bmc
-# 623/udp IPMI, 5900/tcp VNC (the embedded NATS stays on loopback)
-EXPOSE 623/udp 5900/tcp
+# 623/udp IPMI, 5900/tcp VNC, 5000/tcp serial console (the embedded NATS stays on loopback)
+EXPOSE 623/udp 5900/tcp 5000/tcp
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/qemu-bmc-entrypoint"]

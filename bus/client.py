@@ -9,6 +9,7 @@ RemoteError (the other side answered ErrorReply), BusTimeout or BusUnavailable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Awaitable, Callable, TypeVar
 
@@ -61,12 +62,24 @@ class Bus:
         return self.nc.is_connected
 
     async def publish(self, subject: str, message: Message | bytes) -> None:
-        """Publish an event; while NATS is away nats-py buffers it (bounded)."""
-        payload = message if isinstance(message, (bytes, bytearray)) else msgspec.json.encode(message)
-        try:
-            await self.nc.publish(subject, bytes(payload))
-        except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
-            log.warning("could not publish on %s: %s", subject, exc)
+        """Publish an event; while NATS is away nats-py buffers it (bounded).
+
+        A burst that fills the outbound buffer waits for it to drain instead of
+        losing the message (console output comes in bursts of small pieces).
+        """
+        payload = bytes(message) if isinstance(message, (bytes, bytearray)) else msgspec.json.encode(message)
+        for attempt in range(50):
+            try:
+                await self.nc.publish(subject, payload)
+                return
+            except nats.errors.OutboundBufferLimitError:
+                if not self.nc.is_connected:
+                    break  # reconnecting: the buffer will not drain now
+                with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                    await self.nc.flush(timeout=2)
+            except nats.errors.ConnectionClosedError:
+                break
+        log.warning("could not publish on %s: the outbound buffer stays full", subject)
 
     async def request(self, subject: str, message: Message, reply_type: type[R], timeout: float = 5.0) -> R:
         """Send a request and wait up to `timeout` seconds for its typed reply.

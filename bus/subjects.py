@@ -55,6 +55,10 @@ class Subjects:
         return self._s("console", "in")
 
     @property
+    def console_attached(self) -> str:  # event: the relay is reading a (new) serial port
+        return self._s("console", "attached")
+
+    @property
     def console_break(self) -> str:  # event: send a break on the guest's serial port
         return self._s("console", "break")
 

@@ -3,6 +3,7 @@
   qemu-bmc status            power state, services, IPMI counters
   qemu-bmc power ACTION      on | off | soft | reset | cycle | nmi | status
   qemu-bmc trace [SUBJECT]   print every bus message as it passes (default bmc.>)
+  qemu-bmc console           the serial console over the bus: history, then live (Ctrl-] leaves)
   qemu-bmc check-config      validate the environment; exit 2 naming a bad variable
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -132,6 +134,77 @@ async def _trace(args) -> int:
     return 0
 
 
+ESCAPE = b"\x1d"  # Ctrl-], as in telnet
+
+
+async def _console(args) -> int:
+    """Attach to the serial console over the bus: the recent history, then live output;
+    keystrokes go to the guest. Ctrl-] leaves."""
+    import termios
+    import tty
+
+    settings = _settings()
+    subjects = Subjects(settings.node)
+    try:
+        bus = await connect(settings.nats_url, "console-cli", wait=args.timeout)
+    except BusError as exc:
+        print(f"qemu-bmc: {exc}", file=sys.stderr)
+        return 1
+    out = sys.stdout.buffer
+    live: list[bytes] = []
+    history_done = False
+
+    async def on_output(msg) -> None:
+        if history_done:
+            out.write(msg.data)
+            out.flush()
+        else:
+            live.append(msg.data)
+
+    await bus.subscribe_raw(subjects.console_out, on_output)  # first, so nothing falls between
+    try:
+        reply = await bus.nc.request(subjects.console_history, b"{}", timeout=args.timeout)
+        out.write(reply.data)
+    except Exception as exc:  # no history is no reason not to show the live console
+        print(f"qemu-bmc: no console history ({exc.__class__.__name__})", file=sys.stderr)
+    for chunk in live:
+        out.write(chunk)
+    history_done = True
+    out.flush()
+    sys.stderr.write("\r\n[qemu-bmc console: Ctrl-] leaves]\r\n")
+    sys.stderr.flush()
+
+    loop = asyncio.get_running_loop()
+    leave = asyncio.Event()
+    stdin = sys.stdin.fileno()
+    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
+
+    def on_stdin() -> None:
+        data = os.read(stdin, 1024)
+        if not data or ESCAPE in data:
+            data = data.split(ESCAPE, 1)[0]
+            leave.set()
+        if data:
+            loop.create_task(bus.publish(subjects.console_in, data))
+
+    try:
+        if saved is not None:
+            tty.setraw(stdin)
+        loop.add_reader(stdin, on_stdin)
+        if args.seconds:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(leave.wait(), args.seconds)
+        else:
+            await leave.wait()
+    finally:
+        loop.remove_reader(stdin)
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        await bus.close()
+    sys.stderr.write("\r\n[qemu-bmc console: left]\r\n")
+    return 0
+
+
 def _check_config(_args) -> int:
     """Validate every service's configuration the way each service will at start."""
     from services.ipmi.config import ipmi_config_from_env
@@ -162,11 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seconds", type=float, default=0, help="stop after this long")
     t.add_argument("--count", type=int, default=0, help="stop after this many messages")
     t.add_argument("--no-replies", action="store_true", help="leave out request replies")
+    c = sub.add_parser("console", help="the serial console over the bus (Ctrl-] leaves)")
+    c.add_argument("--seconds", type=float, default=0, help="leave after this long")
     sub.add_parser("check-config", help="validate the configuration variables")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         sys.exit(_check_config(args))
-    runner = {"status": _status, "power": _power, "trace": _trace}[args.command]
+    runner = {"status": _status, "power": _power, "trace": _trace, "console": _console}[args.command]
     try:
         sys.exit(asyncio.run(runner(args)))
     except KeyboardInterrupt:

@@ -47,6 +47,7 @@ class Stack:
         self.env = env
         self.ipmi_port = int(env["IPMI_PORT"])
         self.vnc_port = int(env["VNC_PORT"])
+        self.console_port = int(env["CONSOLE_PORT"])
         self.log_path = os.path.join(root, "stack.log")
         self.proc: subprocess.Popen | None = None
 
@@ -116,6 +117,7 @@ def make_stack(tmp: str, guest: str, **overrides: str) -> Stack:
         "LOG_DIR": os.path.join(tmp, "log"), "QEMU_BMC_CONFIG_DIR": os.path.join(REPO, "configs"),
         "NODE_NAME": "testnode", "NATS_LISTEN": f"127.0.0.1:{nats_port}",
         "IPMI_PORT": str(free_port(__import__("socket").SOCK_DGRAM)), "VNC_PORT": str(free_port()),
+        "CONSOLE_PORT": str(free_port()),
         "QEMU_ACCEL": "tcg", "GUEST_DIR": guest, "IPMI_PASSWORD": "secret",
         "IPMI_USERS": "viewer:viewpw:user,ops:opspw:operator",
     })

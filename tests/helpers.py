@@ -17,6 +17,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def free_low_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A free port below 32768: FreeIPMI's ipmiconsole keeps the port in an int16."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below 32768")
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     """Poll `predicate` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Callable
 
 import msgspec
 
@@ -20,6 +21,7 @@ log = logging.getLogger("relay")
 
 HISTORY_BYTES = 64 * 1024
 RECONNECT_INTERVAL = 0.1
+BURST_WAIT = 0.001
 
 
 class History:
@@ -39,10 +41,13 @@ class History:
 
 
 class SerialRelay:
-    def __init__(self, bus: Bus, subjects: Subjects, serial_socket: str):
+    def __init__(self, bus: Bus, subjects: Subjects, serial_socket: str,
+                 on_output: Callable[[bytes], None] = lambda data: None, console_log=None):
         self.bus = bus
         self.subjects = subjects
         self.serial_socket = serial_socket
+        self.on_output = on_output  # local viewers (the TCP console)
+        self.console_log = console_log  # a ConsoleLog, or None
         self.history = History()
         self._writer: asyncio.StreamWriter | None = None
         self.connected = asyncio.Event()
@@ -52,8 +57,12 @@ class SerialRelay:
         await self.bus.subscribe_raw(self.subjects.console_history, self._on_history)
 
     async def _on_input(self, msg) -> None:
+        await self.to_guest(msg.data)
+
+    async def to_guest(self, data: bytes) -> None:
+        """Bytes for the guest's serial port; dropped while QEMU is not running."""
         if self._writer is not None:
-            self._writer.write(msg.data)
+            self._writer.write(data)
             with contextlib.suppress(ConnectionError):
                 await self._writer.drain()
 
@@ -64,6 +73,21 @@ class SerialRelay:
             req = ConsoleHistoryGet()
         if msg.reply:
             await msg.respond(self.history.tail(min(req.max_bytes, HISTORY_BYTES)))
+
+    @staticmethod
+    async def _read_burst(reader: asyncio.StreamReader) -> bytes:
+        """One read, plus whatever else arrives within a millisecond (up to 64 KiB):
+        a guest printing fast makes a few large messages instead of thousands."""
+        data = await reader.read(65536)
+        while data and len(data) < 65536:
+            try:
+                more = await asyncio.wait_for(reader.read(65536 - len(data)), BURST_WAIT)
+            except asyncio.TimeoutError:
+                break
+            if not more:
+                break
+            data += more
+        return data
 
     async def run(self) -> None:
         """Connect to QEMU's serial port whenever it is there; relay until it goes."""
@@ -76,9 +100,14 @@ class SerialRelay:
             log.info("attached to the serial port")
             self._writer = writer
             self.connected.set()
+            # the power agent holds a new VM paused until this is said: no first line is missed
+            await self.bus.publish(self.subjects.console_attached, b"")
             try:
-                while data := await reader.read(65536):
+                while data := await self._read_burst(reader):
+                    if self.console_log is not None:
+                        self.console_log.write(data)
                     self.history.add(data)
+                    self.on_output(data)
                     await self.bus.publish(self.subjects.console_out, data)
             except ConnectionError:
                 pass

@@ -31,6 +31,7 @@ RESTORE_MARKER = "power-restored"  # in RUN_DIR: the restore policy ran for this
 STATE_KEY = "power"
 QMP_CONNECT_TIMEOUT = 15.0
 CYCLE_OFF_INTERVAL = 1.0
+CONSOLE_ATTACH_WAIT = 3.0  # how long a new VM waits, paused, for the console relay
 # causes that follow a power request, and the request's action
 ACTION_BY_CAUSE = {"power-on": "on", "power-off": "off", "power-cycle": "cycle", "soft-off": "soft"}  # IPMI: power cycle keeps power off for at least 1 s
 
@@ -64,7 +65,7 @@ class PowerAgent:
         self.paths = RuntimePaths(
             qmp_socket=os.path.join(run, "qmp.sock"),
             serial_socket=os.path.join(run, "serial.sock"),
-            console_log=os.path.join(config.bus.log_dir, "console.log"),
+            console_log=os.path.join(config.bus.log_dir, "console.raw.log"),
             vnc_secret_file=os.path.join(run, "vnc-password"),
             efi_vars=os.path.join(config.bus.state_dir, "efi-vars.fd"),
         )
@@ -143,7 +144,7 @@ class PowerAgent:
             async with self._lock:
                 try:
                     await self._power_on(cause)
-                except PowerError as exc:
+                except Exception as exc:  # the agent must survive a failed power-on
                     log.error("restore policy could not power on: %s", exc)
 
     # --- bus handlers --------------------------------------------------------
@@ -257,11 +258,28 @@ class PowerAgent:
         self._shutdown_reason = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.paths.qmp_socket)  # a stale socket would look like a live QEMU
+        attached = asyncio.Event()
+
+        async def on_attached(_msg) -> None:
+            attached.set()
+
+        subscription = await self.bus.subscribe_raw(self.subjects.console_attached, on_attached)
         try:
-            await self.supervisor.start()
-        except SupervisorError as exc:
-            raise PowerError("qemu-failed", f"could not start QEMU: {exc}") from None
-        await self._attach()
+            try:
+                await self.supervisor.start()
+            except SupervisorError as exc:
+                raise PowerError("qemu-failed", f"could not start QEMU: {exc}") from None
+            await self._attach()
+            # QEMU starts paused (-S): let it run once the console relay reads the
+            # serial port, so the first line the guest prints reaches every viewer
+            try:
+                await asyncio.wait_for(attached.wait(), CONSOLE_ATTACH_WAIT)
+            except asyncio.TimeoutError:
+                log.warning("console relay not attached after %gs; starting the VM anyway", CONSOLE_ATTACH_WAIT)
+            await self._qmp_execute("cont")
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
         self._booted_with = (boot.device, boot.efi)
         if boot.device != "none" and not self.persisted.boot_persistent:
             self.persisted.boot_device = "none"  # a one-time choice is used up by this boot

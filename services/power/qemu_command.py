@@ -39,12 +39,14 @@ def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -
         "-display", "none",
         "-device", "VGA",
         "-qmp", f"unix:{paths.qmp_socket},server=on,wait=off",
-        # QEMU writes every serial byte to the log itself, so nothing is lost
-        # while the console service is not connected.
+        # QEMU also writes every serial byte to a raw log of its own: the safety
+        # net for output while the console relay is down (QEMU 7.2 may repeat a
+        # character there when the socket pushes back; console.log has none).
         "-chardev", f"socket,id=serial0,path={paths.serial_socket},server=on,wait=off,"
                     f"logfile={paths.console_log},logappend=on",
         "-serial", "chardev:serial0",
         "-device", "pvpanic",
+        "-S",  # start paused: the power agent continues it once the console relay listens
     ]
     if vm.accel == "kvm":
         argv += ["-cpu", "host"]
