@@ -9,7 +9,7 @@ from helpers import REPO
 
 CODE_DIRS = ("bus", "services", "qemu_bmc")
 PATTERNS = [r'os\.environ\.get\("([A-Z][A-Z0-9_]+)"', r'env\.get\("([A-Z][A-Z0-9_]+)"',
-            r'env_(?:str|int|choice)\(env, "([A-Z][A-Z0-9_]+)"', r'env\["([A-Z][A-Z0-9_]+)"\]',
+            r'env_(?:str|int|choice)\((?:env|os\.environ), "([A-Z][A-Z0-9_]+)"', r'env\["([A-Z][A-Z0-9_]+)"\]',
             r"env_str\(env, '([A-Z][A-Z0-9_]+)'", r'\bget\("(FRU_[A-Z_]+)"']
 NOT_CONFIGURATION = {"CLAB_LABEL_CLAB_NODE_NAME"}  # set by containerlab, documented with NODE_NAME
 

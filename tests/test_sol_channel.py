@@ -52,11 +52,11 @@ def test_console_data_is_delivered_once_and_acknowledged_even_when_repeated():
     assert ch.poll(0.1) == [packet(ack=3, accepted=3)]
 
 
-def test_ack_rides_on_outgoing_data():
+def test_acks_go_alone_never_riding_on_data():
     ch = SolChannel(session_id=1)
     ch.receive(packet(seq=5, data=b"x"), 0.0)
     ch.output(b"y")
-    assert ch.poll(0.0) == [packet(1, ack=5, accepted=1, data=b"y")]
+    assert ch.poll(0.0) == [packet(ack=5, accepted=1), packet(1, data=b"y")]
 
 
 def test_break_and_flush():

@@ -100,28 +100,33 @@ class SolChannel:
         return result
 
     def poll(self, now: float) -> list[bytes]:
-        """SOL payloads to send now: new data, a retransmission, or a bare ack."""
+        """SOL payloads to send now: an acknowledgement, then new data or a retransmission.
+
+        Acknowledgements always go alone, never riding on data: ipmitool drops data
+        that arrives on the ack of its keepalive packet (it acks it, never prints it).
+        """
+        out = []
+        if self.ack_due is not None:
+            seq, accepted = self.ack_due
+            self.ack_due = None
+            out.append(bytes((0, seq, accepted, 0)))
         if self.unacked is not None and now - self.unacked.sent_at >= self.retry_interval:
             self.unacked.sent_at = now
             self.unacked.tries += 1
             self.retransmits += 1
-            return [self._packet(self.unacked.seq, self.unacked.data)]
-        if self.unacked is None and self.pending:
+            out.append(self._packet(self.unacked.seq, self.unacked.data))
+        elif self.unacked is None and self.pending:
             chunk = bytes(self.pending[:self.max_data])
             del self.pending[:len(chunk)]
             self.unacked = Unacked(self.next_seq, chunk, now)
             self.next_seq = self.next_seq % 15 + 1
-            return [self._packet(self.unacked.seq, chunk)]
-        if self.ack_due is not None:
-            return [self._packet(0, b"")]
-        return []
+            out.append(self._packet(self.unacked.seq, chunk))
+        return out
 
     def next_deadline(self) -> float | None:
         return None if self.unacked is None else self.unacked.sent_at + self.retry_interval
 
     def _packet(self, seq: int, data: bytes) -> bytes:
-        ack_seq, accepted = self.ack_due or (0, 0)
-        self.ack_due = None
         status = STATUS_TRANSMIT_OVERRUN if self.overrun else 0
         self.overrun = False
-        return bytes((seq, ack_seq, accepted, status)) + data
+        return bytes((seq, 0, 0, status)) + data
