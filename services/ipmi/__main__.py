@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -79,8 +80,11 @@ async def run() -> None:
     notes: asyncio.Queue[SessionNote] = asyncio.Queue(maxsize=1024)
 
     def on_note(note: SessionNote) -> None:
-        log.info("session %s: %s from %s:%s%s", note.what, note.user or "-", note.peer[0], note.peer[1],
-                 f" ({privilege_name(note.privilege)}, suite {note.cipher_suite})" if note.what == "opened" else "")
+        # every session is an event on the bus; the log keeps the failures (Ironic
+        # opens a session a minute per node: INFO for each would drown the rest)
+        level = logging.WARNING if note.what == "auth-failed" else logging.DEBUG
+        log.log(level, "session %s: %s from %s:%s%s", note.what, note.user or "-", note.peer[0], note.peer[1],
+                f" ({privilege_name(note.privilege)}, suite {note.cipher_suite})" if note.what == "opened" else "")
         if not notes.full():
             notes.put_nowait(note)
 

@@ -38,13 +38,13 @@ class Chassis:
         t[(NETFN_CHASSIS, 0x08)] = (PRIV_OPERATOR, self.set_boot_options)
         t[(NETFN_CHASSIS, 0x09)] = (PRIV_OPERATOR, self.get_boot_options)
 
-    async def get_capabilities(self, data: bytes) -> tuple[int, bytes]:
+    def get_capabilities(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         # no intrusion/lockout flags; FRU, SDR, SEL, SM device addresses: the BMC (20h)
         return CC_OK, bytes((0x00, 0x20, 0x20, 0x20, 0x20, 0x20))
 
-    async def get_status(self, data: bytes) -> tuple[int, bytes]:
+    def get_status(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         b = self.backend
@@ -62,7 +62,7 @@ class Chassis:
         await self.backend.power(action)
         return CC_OK, b""
 
-    async def identify(self, data: bytes) -> tuple[int, bytes]:
+    def identify(self, data: bytes) -> tuple[int, bytes]:
         """Chassis Identify (28.5): interval in seconds (default 15), or force on."""
         if len(data) > 2:
             return CC_REQUEST_LENGTH, b""
@@ -84,7 +84,7 @@ class Chassis:
             await self.backend.set_restore_policy(policy)
         return CC_OK, b"\x07"  # always off, previous and always on are all supported
 
-    async def get_restart_cause(self, data: bytes) -> tuple[int, bytes]:
+    def get_restart_cause(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, bytes((self.backend.restart_cause & 0x0F, 0x01))

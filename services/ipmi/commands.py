@@ -10,6 +10,7 @@ Spec references are IPMI v2.0 rev 1.1 section numbers.
 
 from __future__ import annotations
 
+import inspect
 import struct
 import uuid
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ def guid_wire(value: uuid.UUID) -> bytes:
     return bytes(reversed(value.bytes))
 
 
-Handler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+# a handler is a plain function when it answers from memory, a coroutine
+# function when it has to wait (the bus, a persisted change)
+Handler = Callable[[bytes], "tuple[int, bytes] | Awaitable[tuple[int, bytes]]"]
 
 
 class CommandCore:
@@ -104,13 +107,30 @@ class CommandCore:
         if privilege < needed:
             return CC_INSUFFICIENT_PRIVILEGE, b""
         try:
-            return await handler(data)
+            result = handler(data)
+            return (await result) if inspect.isawaitable(result) else result
+        except BackendError as exc:
+            return exc.completion, b""
+
+    def handle_now(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes] | None:
+        """Answer without the event loop when the handler is synchronous; None when it
+        must be awaited (then use `handle`)."""
+        entry = self.table.get((netfn, cmd))
+        if entry is None:
+            return CC_INVALID_COMMAND, b""
+        needed, handler = entry
+        if privilege < needed:
+            return CC_INSUFFICIENT_PRIVILEGE, b""
+        if inspect.iscoroutinefunction(handler):
+            return None
+        try:
+            return handler(data)
         except BackendError as exc:
             return exc.completion, b""
 
     # --- App (section 20) -----------------------------------------------------
 
-    async def get_device_id(self, data: bytes) -> tuple[int, bytes]:
+    def get_device_id(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         ident = self.identity
@@ -123,34 +143,34 @@ class CommandCore:
                        + struct.pack("<I", ident.manufacturer_id)[:3]
                        + struct.pack("<H", ident.product_id) + bytes(4))
 
-    async def get_self_test(self, data: bytes) -> tuple[int, bytes]:
+    def get_self_test(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, b"\x55\x00"  # 55h: no error
 
-    async def get_device_guid(self, data: bytes) -> tuple[int, bytes]:
+    def get_device_guid(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, self.identity.device_guid
 
-    async def get_system_guid(self, data: bytes) -> tuple[int, bytes]:
+    def get_system_guid(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, self.identity.system_guid
 
-    async def cold_reset(self, data: bytes) -> tuple[int, bytes]:
+    def cold_reset(self, data: bytes) -> tuple[int, bytes]:
         """Cold Reset (20.2): answer, then restart the IPMI service (sessions end)."""
         if data:
             return CC_REQUEST_LENGTH, b""
         self.on_reset()
         return CC_OK, b""
 
-    async def warm_reset(self, data: bytes) -> tuple[int, bytes]:
-        return await self.cold_reset(data)
+    def warm_reset(self, data: bytes) -> tuple[int, bytes]:
+        return self.cold_reset(data)
 
     # --- channels (22.22-22.24) and payloads (24.x) ---------------------------------
 
-    async def get_channel_info(self, data: bytes) -> tuple[int, bytes]:
+    def get_channel_info(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 1:
             return CC_REQUEST_LENGTH, b""
         channel = data[0] & 0x0F
@@ -160,7 +180,7 @@ class CommandCore:
         sessions = 0x80 | (self.active_sessions() & 0x3F)
         return CC_OK, bytes((LAN_CHANNEL, 0x04, 0x01, sessions, 0xF2, 0x1B, 0x00, 0x00, 0x00))
 
-    async def get_channel_access(self, data: bytes) -> tuple[int, bytes]:
+    def get_channel_access(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 2:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E) or data[1] & 0xC0 not in (0x40, 0x80):
@@ -168,7 +188,7 @@ class CommandCore:
         # alerting off, per-message and user-level authentication on, always available; admin limit
         return CC_OK, bytes((0x22, 0x04))
 
-    async def get_channel_payload_support(self, data: bytes) -> tuple[int, bytes]:
+    def get_channel_payload_support(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 1:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):
@@ -176,7 +196,7 @@ class CommandCore:
         # standard payloads: IPMI (bit 0) and SOL (bit 1); session set-up: open session, RAKP 1-4
         return CC_OK, bytes((0x03, 0x00, 0x3F, 0x00, 0x00, 0x00, 0x00, 0x00))
 
-    async def get_channel_payload_version(self, data: bytes) -> tuple[int, bytes]:
+    def get_channel_payload_version(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 2:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):

@@ -6,6 +6,7 @@ AES-CBC-128 confidentiality), table 22-20 (cipher suite IDs).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -56,7 +57,7 @@ def hmac_digest(digest: str, key: bytes, data: bytes) -> bytes:
     """HMAC with `digest`; RAKP-none (cipher suite 0) has no digest and no codes."""
     if not digest:
         return b""
-    return hmac.new(key, data, digest).digest()
+    return hmac.digest(key, data, digest)  # the one-shot C path: no HMAC object per packet
 
 
 def user_key(password: bytes) -> bytes:
@@ -85,13 +86,27 @@ def derive_keys(digest: str, kg: bytes, rm: bytes, rc: bytes, role: int, usernam
     return SessionKeys(sik, k1, k2)
 
 
+@functools.lru_cache(maxsize=1024)
+def _aes_blocks(key: bytes):
+    """Per-key block ciphers, made once per session key instead of once per packet.
+    ECB on single blocks plus our own chaining is CBC, without a context per IV."""
+    aes = algorithms.AES(key)
+    return Cipher(aes, modes.ECB()).encryptor(), Cipher(aes, modes.ECB()).decryptor()
+
+
 def aes_encrypt(key: bytes, data: bytes) -> bytes:
     """IV ‖ AES-CBC(data ‖ 01 02 … n ‖ n), the RMCP+ confidentiality trailer (13.29)."""
     pad_len = (16 - (len(data) + 1) % 16) % 16
     plain = data + bytes(range(1, pad_len + 1)) + bytes((pad_len,))
     iv = os.urandom(16)
-    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return iv + enc.update(plain) + enc.finalize()
+    encrypt_block = _aes_blocks(key)[0].update
+    out = [iv]
+    previous = int.from_bytes(iv, "big")
+    for i in range(0, len(plain), 16):
+        block = encrypt_block((int.from_bytes(plain[i:i + 16], "big") ^ previous).to_bytes(16, "big"))
+        previous = int.from_bytes(block, "big")
+        out.append(block)
+    return b"".join(out)
 
 
 class DecryptError(ValueError):
@@ -101,9 +116,14 @@ class DecryptError(ValueError):
 def aes_decrypt(key: bytes, payload: bytes) -> bytes:
     if len(payload) < 32 or len(payload) % 16:
         raise DecryptError("encrypted payload is not IV plus whole blocks")
-    iv, body = payload[:16], payload[16:]
-    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    plain = dec.update(body) + dec.finalize()
+    decrypt_block = _aes_blocks(key)[1].update
+    out = []
+    previous = int.from_bytes(payload[:16], "big")
+    for i in range(16, len(payload), 16):
+        block = payload[i:i + 16]
+        out.append((int.from_bytes(decrypt_block(block), "big") ^ previous).to_bytes(16, "big"))
+        previous = int.from_bytes(block, "big")
+    plain = b"".join(out)
     pad_len = plain[-1]
     if pad_len > 15 or plain[-1 - pad_len:-1] != bytes(range(1, pad_len + 1)):
         raise DecryptError("bad confidentiality pad")

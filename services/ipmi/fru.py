@@ -92,14 +92,14 @@ class FruCommands:
         t[(NETFN_STORAGE, 0x11)] = (PRIV_USER, self.read)
         t[(NETFN_STORAGE, 0x12)] = (PRIV_OPERATOR, self.write)
 
-    async def get_area_info(self, data: bytes) -> tuple[int, bytes]:
+    def get_area_info(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 1:
             return CC_REQUEST_LENGTH, b""
         if data[0] != 0:
             return CC_NOT_PRESENT, b""
         return CC_OK, struct.pack("<HB", len(self.fru), 0x00)  # accessed by bytes
 
-    async def read(self, data: bytes) -> tuple[int, bytes]:
+    def read(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 4:
             return CC_REQUEST_LENGTH, b""
         device, offset, count = data[0], struct.unpack_from("<H", data, 1)[0], data[3]
@@ -110,7 +110,7 @@ class FruCommands:
         chunk = self.fru[offset:offset + min(count, 64)]
         return CC_OK, bytes((len(chunk),)) + chunk
 
-    async def write(self, data: bytes) -> tuple[int, bytes]:
+    def write(self, data: bytes) -> tuple[int, bytes]:
         if len(data) < 3:
             return CC_REQUEST_LENGTH, b""
         return CC_WRITE_PROTECTED, b""  # set it with FRU_* variables instead

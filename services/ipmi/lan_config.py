@@ -149,7 +149,7 @@ class LanConfig:
             return CC_PARAMETER_NOT_SUPPORTED, b""
         return CC_OK, bytes((PARAMETER_REVISION,)) + value
 
-    async def set_parameter(self, data: bytes) -> tuple[int, bytes]:
+    def set_parameter(self, data: bytes) -> tuple[int, bytes]:
         if len(data) < 2:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):

@@ -102,24 +102,24 @@ class SdrRepository:
         t[(NETFN_SENSOR, 0x2D)] = (PRIV_USER, self.get_reading)
         t[(NETFN_SENSOR, 0x27)] = (PRIV_USER, self.get_thresholds)
 
-    async def get_info(self, data: bytes) -> tuple[int, bytes]:
+    def get_info(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         # free space 0 (no Add SDR); operation support: reserve (bit 1), non-modal update (bits 6:5 = 01)
         return CC_OK, struct.pack("<BHHIIB", 0x51, len(self.records), 0, 0, 0, 0x22)
 
-    async def get_allocation_info(self, data: bytes) -> tuple[int, bytes]:
+    def get_allocation_info(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, struct.pack("<HHHHB", len(self.records), 64, 0, 0, 4)
 
-    async def reserve(self, data: bytes) -> tuple[int, bytes]:
+    def reserve(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         self.reservation = self.reservation % 0xFFFF + 1
         return CC_OK, struct.pack("<H", self.reservation)
 
-    async def get_sdr(self, data: bytes) -> tuple[int, bytes]:
+    def get_sdr(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 6:
             return CC_REQUEST_LENGTH, b""
         reservation, record_id, offset, count = struct.unpack("<HHBB", data)
@@ -137,7 +137,7 @@ class SdrRepository:
         end = len(record) if count == 0xFF else min(len(record), offset + count)
         return CC_OK, struct.pack("<H", next_id) + record[offset:end]
 
-    async def get_reading(self, data: bytes) -> tuple[int, bytes]:
+    def get_reading(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 1:
             return CC_REQUEST_LENGTH, b""
         sensor = self.by_number.get(data[0])
@@ -145,7 +145,7 @@ class SdrRepository:
             return CC_NOT_PRESENT, b""
         return CC_OK, sensor.reading()
 
-    async def get_thresholds(self, data: bytes) -> tuple[int, bytes]:
+    def get_thresholds(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 1:
             return CC_REQUEST_LENGTH, b""
         if not isinstance(self.by_number.get(data[0]), ThresholdSensor):

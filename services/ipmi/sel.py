@@ -114,7 +114,7 @@ class SelCommands:
     def _check_reservation(self, data: bytes) -> bool:
         return struct.unpack_from("<H", data)[0] == self.sel.reservation != 0
 
-    async def get_info(self, data: bytes) -> tuple[int, bytes]:
+    def get_info(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         s = self.sel
@@ -123,18 +123,18 @@ class SelCommands:
         return CC_OK, struct.pack("<BHHIIB", 0x51, len(s.records), min(free, 0xFFFE), s.last_add,
                                   s.last_erase, 0x0B)
 
-    async def get_allocation_info(self, data: bytes) -> tuple[int, bytes]:
+    def get_allocation_info(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         free = SEL_CAPACITY - len(self.sel.records)
         return CC_OK, struct.pack("<HHHHB", SEL_CAPACITY, RECORD_SIZE, free, free, RECORD_SIZE)
 
-    async def reserve(self, data: bytes) -> tuple[int, bytes]:
+    def reserve(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, struct.pack("<H", self.sel.reserve())
 
-    async def get_entry(self, data: bytes) -> tuple[int, bytes]:
+    def get_entry(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 6:
             return CC_REQUEST_LENGTH, b""
         reservation, record_id, offset, count = struct.unpack("<HHBB", data)
@@ -196,12 +196,12 @@ class SelCommands:
             return CC_INVALID_FIELD, b""
         return CC_OK, b"\x01"  # erasure completed
 
-    async def get_time(self, data: bytes) -> tuple[int, bytes]:
+    def get_time(self, data: bytes) -> tuple[int, bytes]:
         if data:
             return CC_REQUEST_LENGTH, b""
         return CC_OK, struct.pack("<I", self.sel.now())
 
-    async def set_time(self, data: bytes) -> tuple[int, bytes]:
+    def set_time(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 4:
             return CC_REQUEST_LENGTH, b""
         self.sel.time_offset = struct.unpack("<I", data)[0] - int(self.sel.clock())

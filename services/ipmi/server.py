@@ -45,9 +45,7 @@ class IpmiDatagramServer(asyncio.DatagramProtocol):
             if isinstance(action, Send):
                 self.transport.sendto(action.data, action.peer)
             elif isinstance(action, Dispatch):
-                task = asyncio.create_task(self._run(action))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._dispatch(action)
             elif isinstance(action, SessionNote):
                 self.on_note(action)
             elif isinstance(action, ConsoleInput):
@@ -78,6 +76,27 @@ class IpmiDatagramServer(asyncio.DatagramProtocol):
                 self._perform(self.endpoint.sol_tick(time.monotonic()))
             except Exception:
                 log.exception("SOL tick failed")
+
+    def _dispatch(self, dispatch: Dispatch) -> None:
+        """Most commands never wait on anything: answer those in place, and give a
+        task only to the ones that do (a bus request, a persisted change)."""
+        req = dispatch.request
+        try:
+            result = self.core.handle_now(req.netfn, req.cmd, req.data, dispatch.privilege)
+        except Exception:
+            log.exception("command netfn %#x cmd %#x failed", req.netfn, req.cmd)
+            result = (CC_UNSPECIFIED, b"")
+        if result is not None:
+            self._answer(dispatch, *result)
+            return
+        task = asyncio.create_task(self._run(dispatch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _answer(self, dispatch: Dispatch, completion: int, data: bytes) -> None:
+        send = self.endpoint.respond(dispatch, completion, data, time.monotonic())
+        if send is not None and self.transport is not None:
+            self.transport.sendto(send.data, send.peer)
 
     async def _run(self, dispatch: Dispatch) -> None:
         req = dispatch.request

@@ -38,7 +38,7 @@ class SolConfig:
             8: struct.pack("<H", s.port),
         }.get(param)
 
-    async def get_parameter(self, data: bytes) -> tuple[int, bytes]:
+    def get_parameter(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 4:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):
@@ -50,7 +50,7 @@ class SolConfig:
             return CC_PARAMETER_NOT_SUPPORTED, b""
         return CC_OK, bytes((REVISION,)) + value
 
-    async def set_parameter(self, data: bytes) -> tuple[int, bytes]:
+    def set_parameter(self, data: bytes) -> tuple[int, bytes]:
         if len(data) < 3:
             return CC_REQUEST_LENGTH, b""
         if data[0] & 0x0F not in (LAN_CHANNEL, 0x0E):

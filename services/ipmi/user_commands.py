@@ -34,7 +34,7 @@ class UserCommands:
     def _channel_ok(byte: int) -> bool:
         return byte & 0x0F in (LAN_CHANNEL, 0x0E)
 
-    async def get_user_access(self, data: bytes) -> tuple[int, bytes]:
+    def get_user_access(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 2:
             return CC_REQUEST_LENGTH, b""
         slot = self._slot(data[1])
@@ -63,7 +63,7 @@ class UserCommands:
         await self.save()
         return CC_OK, b""
 
-    async def get_user_name(self, data: bytes) -> tuple[int, bytes]:
+    def get_user_name(self, data: bytes) -> tuple[int, bytes]:
         if len(data) != 1:
             return CC_REQUEST_LENGTH, b""
         slot = self._slot(data[0])
