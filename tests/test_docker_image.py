@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from helpers import REPO, ipmitool, wait_for
+from helpers import REPO, free_low_port, ipmitool, wait_for
 from test_stack_power import parse_trace
 
 pytestmark = pytest.mark.docker
@@ -42,6 +42,7 @@ class Container:
         self.name = name
         self.ipmi_port = int(docker("port", name, "623/udp").stdout.split(":")[-1])
         self.vnc_port = int(docker("port", name, "5900/tcp").stdout.split(":")[-1])
+        self.console_port = int(docker("port", name, "5000/tcp").stdout.split(":")[-1])
 
     def exec(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
         return docker("exec", self.name, *args, timeout=timeout, check=check)
@@ -68,10 +69,11 @@ class Container:
 @pytest.fixture(scope="module")
 def container(image):
     name = f"qemu-bmc-test-{uuid.uuid4().hex[:8]}"
+    ipmi_port = free_low_port()  # known before the run: SOL must advertise it (IPMI_SOL_PORT)
     docker("run", "-d", "--name", name, "--hostname", "node1",
            "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun", "--device", "/dev/kvm",
-           "-e", "QEMU_ACCEL=tcg", "-e", "IPMI_PASSWORD=secret",
-           "-p", "127.0.0.1::623/udp", "-p", "127.0.0.1::5900", image)
+           "-e", "QEMU_ACCEL=tcg", "-e", "IPMI_PASSWORD=secret", "-e", f"IPMI_SOL_PORT={ipmi_port}",
+           "-p", f"127.0.0.1:{ipmi_port}:623/udp", "-p", "127.0.0.1::5900", "-p", "127.0.0.1::5000", image)
     try:
         c = Container(name)
         wait_for(lambda: c.boots() >= 1, 90, "the guest's boot banner in the console log")
@@ -145,3 +147,26 @@ def test_vnc_answers_an_rfb_handshake(container):
         with socket.create_connection(("127.0.0.1", container.vnc_port), timeout=2) as s:
             return s.recv(12)
     assert wait_for(banner, 20, "an RFB banner").startswith(b"RFB 003.00")
+
+
+def test_sol_and_the_tcp_console_work_through_the_port_mapping(container):
+    from test_console_sol import Pty
+    wait_for(lambda: container.power() == "Chassis Power is on", 30, "power on")
+    sol = Pty(["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", str(container.ipmi_port),
+               "-U", "admin", "-P", "secret", "sol", "activate"])
+    try:
+        sol.read_until(b"SOL Session operational", 20)
+        sol.type(b"\r")
+        sol.read_until(b"guest#", 30)
+        sol.type(b"echo in-container-$((5*5))\r")
+        sol.read_until(b"in-container-25", 20)
+    finally:
+        sol.leave_sol()
+        sol.close()
+    with socket.create_connection(("127.0.0.1", container.console_port), timeout=5) as tcp:
+        tcp.sendall(b"echo over-tcp-$((6*6))\n")
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"over-tcp-36" not in seen and time.monotonic() < deadline:
+            seen += tcp.recv(4096)
+        assert b"over-tcp-36" in seen
