@@ -73,8 +73,8 @@ class BusBackend:
             self.restart_cause = 6 if event.cause.startswith("restore") else 1
 
     async def _request(self, subject: str, message, reply_type, timeout: float = 5.0):
-        if self.bus is None:
-            raise BackendError(CC_NODE_BUSY, "the bus is not connected yet")
+        if self.bus is None or not self.bus.connected:
+            raise BackendError(CC_NODE_BUSY, "the bus is not connected")
         try:
             return await self.bus.request(subject, message, reply_type, timeout)
         except RemoteError as exc:
@@ -95,8 +95,9 @@ class BusBackend:
         self._apply(status)
 
     async def power(self, action: str) -> None:
-        if self.bus is None:
-            raise BackendError(CC_NODE_BUSY, "the bus is not connected yet")
+        if self.bus is None or not self.bus.connected:
+            # refuse now rather than queue a power action that NATS would deliver later
+            raise BackendError(CC_NODE_BUSY, "the bus is not connected")
         if action in NEEDS_POWER_ON and self.known and not self.power_on:
             raise BackendError(CC_NOT_IN_PRESENT_STATE, f"power {action} needs the server powered on")
         request = asyncio.create_task(self.bus.request(
