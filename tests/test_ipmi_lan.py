@@ -374,3 +374,22 @@ def exchange15(ep, console, netfn, cmd, data=b""):
             replies.append(ep.respond(action, cc, out, 1).data)
     assert len(replies) == 1, actions
     return console.unseal(replies[0])
+
+
+def test_password_guessing_from_one_address_is_locked_out_for_a_while():
+    ep = make_endpoint()
+    for attempt in range(5):
+        guess = Console(b"admin", f"guess{attempt}".encode(), 17)
+        [reply] = sends(ep.datagram(guess.open_session_request(), PEER, 1.0))
+        guess.open_session_response(reply)
+        [reply] = sends(ep.datagram(guess.rakp1(), PEER, 1.0))
+        guess.rc = wire.parse_v20(wire.parse_rmcp(reply).body).payload[8:24]
+        ep.datagram(guess.rakp3(), PEER, 1.0)
+    assert ep.auth_failures == 5
+    # even the right password gets nothing from that address now ...
+    right = Console(b"admin", b"secret", 17)
+    assert ep.datagram(right.open_session_request(), PEER, 2.0) == [] and ep.dropped["locked-out"] == 1
+    # ... while other addresses are not affected, and the lock ends with the window
+    other = ("192.0.2.20", 40000)
+    assert sends(ep.datagram(Console(b"admin", b"secret", 17).open_session_request(), other, 2.0))
+    handshake(ep, right, now=40.0)

@@ -43,7 +43,7 @@ async def run() -> None:
                               manufacturer_id=config.manufacturer_id, product_id=config.product_id,
                               system_guid=system_guid, device_guid=guid_wire(config.device_guid()))
     endpoint = LanEndpoint(config.users, system_guid, config.suites, config.session_limit,
-                           config.session_timeout, config.v15_auth_types)
+                           config.session_timeout, config.v15_auth_types, config.auth_failure_limit)
     kv_holder: list = []
 
     async def save_users() -> None:

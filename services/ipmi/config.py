@@ -33,6 +33,7 @@ class IpmiConfig:
     v15_auth_types: tuple[int, ...]
     lan_interface: str  # the interface `lan print` describes ("" = the default route's)
     sol_port: int  # the UDP port clients reach the BMC on, reported when SOL activates
+    auth_failure_limit: int  # failed logins from one address in 30 s before it is locked out
 
     def system_guid(self) -> uuid.UUID:
         return system_uuid(self.bus.node)
@@ -89,5 +90,6 @@ def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
         warnings=tuple(warnings),
         v15_auth_types=v15,
         lan_interface=env.get("IPMI_LAN_INTERFACE", "").strip(),
+        auth_failure_limit=env_int(env, "IPMI_AUTH_FAILURE_LIMIT", 5, 0, 1000),
         sol_port=env_int(env, "IPMI_SOL_PORT", env_int(env, "IPMI_PORT", 623, 1, 65535), 1, 65535),
     )

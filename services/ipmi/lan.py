@@ -59,6 +59,10 @@ RMCP_INVALID_ICV = 0x0F
 RMCP_NO_CIPHER_SUITE_MATCH = 0x11
 
 RETRANSMIT_MEMORY = 5.0  # seconds a finished answer is kept for a retransmitted request
+# password guessing: after this many failed logins from one address within the
+# window, that address gets no new sessions until the window has passed
+AUTH_FAILURE_LIMIT = 5
+AUTH_FAILURE_WINDOW = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,12 +107,15 @@ class SessionNote:
 class LanEndpoint:
     def __init__(self, users: UserStore, guid: bytes, suites: tuple[int, ...] = (17, 3, 2, 1),
                  session_limit: int = 32, idle_timeout: float = 60.0,
-                 v15_auth_types: tuple[int, ...] = (wire.AUTH_MD5, wire.AUTH_PASSWORD)):
+                 v15_auth_types: tuple[int, ...] = (wire.AUTH_MD5, wire.AUTH_PASSWORD),
+                 auth_failure_limit: int = AUTH_FAILURE_LIMIT):
         self.users = users
         self.guid = guid
         self.suites = tuple(s for s in suites if s in SUITES)
         self.v15_auth_types = v15_auth_types  # empty: IPMI 1.5 sessions are off
         self.sol_settings = SolSettings()
+        self.failures_by_ip: dict[str, list[float]] = {}
+        self.auth_failure_limit = auth_failure_limit  # 0: no lock-out
         self.sol: SolChannel | None = None  # the one SOL payload instance, when active
         self.sessions = SessionTable(session_limit, idle_timeout)
         self.dropped: Counter[str] = Counter()
@@ -158,7 +165,7 @@ class LanEndpoint:
             # a console that could not verify our RAKP2 (wrong password) just goes quiet
             what = "auth-failed" if s.state == "rakp2-sent" else "expired"
             if what == "auth-failed":
-                self.auth_failures += 1
+                self._failed_login(s.peer[0], now)
             notes.append(SessionNote(what, s.peer, s.username.decode(errors="replace"), s.privilege, s.suite_id))
         return notes
 
@@ -166,6 +173,21 @@ class LanEndpoint:
         self.sessions.by_local_id.clear()
 
     # --- helpers --------------------------------------------------------------
+
+    def _locked_out(self, ip: str, now: float) -> bool:
+        recent = [t for t in self.failures_by_ip.get(ip, ()) if now - t < AUTH_FAILURE_WINDOW]
+        if recent:
+            self.failures_by_ip[ip] = recent
+        else:
+            self.failures_by_ip.pop(ip, None)
+        return 0 < self.auth_failure_limit <= len(recent)
+
+    def _failed_login(self, ip: str, now: float) -> None:
+        self.auth_failures += 1
+        self.failures_by_ip.setdefault(ip, []).append(now)
+        if len(self.failures_by_ip) > 4096:  # bounded: forget the quietest addresses
+            for old in sorted(self.failures_by_ip, key=lambda k: self.failures_by_ip[k][-1])[:1024]:
+                del self.failures_by_ip[old]
 
     def _drop(self, reason: str) -> list:
         self.dropped[reason] += 1
@@ -224,7 +246,7 @@ class LanEndpoint:
         if not hmac.compare_digest(expected, packet.auth_code):
             if session.state == "challenged":
                 self.sessions.remove(session.local_id)
-                self.auth_failures += 1
+                self._failed_login(peer[0], now)
                 return self._drop("bad-auth-code") + [SessionNote(
                     "auth-failed", peer, session.username.decode(errors="replace"))]
             return self._drop("bad-auth-code")
@@ -246,13 +268,15 @@ class LanEndpoint:
 
         if len(req.data) != 17:
             return reply(0xC7)
+        if self._locked_out(peer[0], now):
+            return self._drop("locked-out")
         auth_type = req.data[0] & 0x0F
         if auth_type not in self.v15_auth_types:
             return reply(0xCC)
         name = req.data[1:17].rstrip(b"\x00")
         user = self.users.lookup(name)
         if user is None:
-            self.auth_failures += 1
+            self._failed_login(peer[0], now)
             return reply(0x81 if name else 0x82) + [SessionNote("auth-failed", peer, name.decode(errors="replace"))]
         try:
             session = self.sessions.create(0, peer, None, user.privilege, now)
@@ -587,6 +611,8 @@ class LanEndpoint:
     def _open_session(self, payload: bytes, peer, now: float) -> list:
         if len(payload) < 32:
             return self._drop("short-open-session")
+        if self._locked_out(peer[0], now):
+            return self._drop("locked-out")
         tag, requested_priv = payload[0], payload[1] & 0x0F
         remote_id = struct.unpack_from("<I", payload, 4)[0]
         algs = {}
@@ -648,7 +674,7 @@ class LanEndpoint:
         user = self.users.lookup(bytes(username))
         if user is None:
             self.sessions.remove(local_id)
-            self.auth_failures += 1
+            self._failed_login(peer[0], now)
             return reply(RMCP_UNAUTHORIZED_NAME) + [SessionNote("auth-failed", peer, username.decode(errors="replace"))]
         if not PRIV_CALLBACK <= role_priv <= PRIV_OEM:
             self.sessions.remove(local_id)
@@ -684,7 +710,7 @@ class LanEndpoint:
             return reply(RMCP_INVALID_SESSION_ID)
         if status != RMCP_OK:  # the console gave up (e.g. our RAKP2 did not verify: wrong password)
             self.sessions.remove(local_id)
-            self.auth_failures += 1
+            self._failed_login(peer[0], now)
             return [SessionNote("auth-failed", peer, session.username.decode(errors="replace"))]
         user = self.users.lookup(session.username)
         suite = session.suite
@@ -696,7 +722,7 @@ class LanEndpoint:
                                + bytes((session.role, len(session.username))) + session.username)
         if not hmac.compare_digest(expected, bytes(payload[8:])):
             self.sessions.remove(local_id)
-            self.auth_failures += 1
+            self._failed_login(peer[0], now)
             return reply(RMCP_INVALID_ICV) + [SessionNote("auth-failed", peer,
                                                           session.username.decode(errors="replace"))]
         session.keys = derive_keys(suite.digest, kuid, session.rm, session.rc, session.role, session.username)
