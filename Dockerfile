@@ -50,4 +50,6 @@ VOLUME /var/lib/qemu-bmc
 # 623/udp IPMI, 5900/tcp VNC, 5000/tcp serial console (the embedded NATS stays on loopback)
 EXPOSE 623/udp 5900/tcp 5000/tcp
 STOPSIGNAL SIGTERM
+# healthy: every program up (the VM may be off) and the BMC answering IPMI locally
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["qemu-bmc", "--timeout", "3", "health"]
 ENTRYPOINT ["/usr/local/bin/qemu-bmc-entrypoint"]

@@ -5,6 +5,7 @@
   qemu-bmc trace [SUBJECT]   print every bus message as it passes (default bmc.>)
   qemu-bmc console           the serial console over the bus: history, then live (Ctrl-] leaves)
   qemu-bmc check-config      validate the environment; exit 2 naming a bad variable
+  qemu-bmc health            exit 0 when every program runs and the BMC answers IPMI (HEALTHCHECK)
 """
 
 from __future__ import annotations
@@ -205,6 +206,43 @@ async def _console(args) -> int:
     return 0
 
 
+def _health(args) -> int:
+    """Healthy: supervisord's programs are up (qemu may be off) and the BMC answers a
+    local IPMI request (Get Channel Authentication Capabilities, no session needed)."""
+    import socket
+
+    from services.ipmi import wire
+    from services.power.supervisor import SupervisorControl
+
+    settings = _settings()
+    problems = []
+    try:
+        processes = asyncio.run(SupervisorControl(os.path.join(settings.run_dir, "supervisor.sock")).all_processes())
+        for proc in processes:
+            if proc["name"] != "qemu" and proc["statename"] != "RUNNING":
+                problems.append(f"{proc['name']} is {proc['statename']}")
+            if proc["name"] == "qemu" and proc["statename"] in ("FATAL", "BACKOFF"):
+                problems.append(f"qemu is {proc['statename']}")
+    except Exception as exc:
+        problems.append(f"supervisord: {exc}")
+    port = int(os.environ.get("IPMI_PORT", "623") or 623)
+    request = wire.build_v15(wire.build_ipmi_request(0x06, 0x38, b"\x8e\x04"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(args.timeout)
+        try:
+            sock.sendto(request, ("127.0.0.1", port))
+            answer = wire.parse_v15(wire.parse_rmcp(sock.recv(512)).body).message
+            if answer[6] != 0:
+                problems.append(f"IPMI answered completion code {answer[6]:#04x}")
+        except (OSError, wire.MalformedPacket) as exc:
+            problems.append(f"no IPMI answer on 127.0.0.1:{port}/udp: {exc}")
+    if problems:
+        print("unhealthy: " + "; ".join(problems))
+        return 1
+    print("healthy")
+    return 0
+
+
 def _check_config(_args) -> int:
     """Validate every service's configuration the way each service will at start."""
     from services.ipmi.config import ipmi_config_from_env
@@ -238,9 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("console", help="the serial console over the bus (Ctrl-] leaves)")
     c.add_argument("--seconds", type=float, default=0, help="leave after this long")
     sub.add_parser("check-config", help="validate the configuration variables")
+    sub.add_parser("health", help="exit 0 when the programs run and the BMC answers IPMI")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         sys.exit(_check_config(args))
+    if args.command == "health":
+        sys.exit(_health(args))
     runner = {"status": _status, "power": _power, "trace": _trace, "console": _console}[args.command]
     try:
         sys.exit(asyncio.run(runner(args)))

@@ -94,6 +94,12 @@ def test_supervisord_is_pid1_and_every_program_runs(container):
     assert "qemu-bmc-guest: boot complete" in container.exec("cat", "/var/log/qemu-bmc/console.log").stdout
 
 
+def test_healthcheck_reports_healthy(container):
+    assert container.exec("qemu-bmc", "health").stdout.strip() == "healthy"
+    wait_for(lambda: docker("inspect", "-f", "{{.State.Health.Status}}", container.name).stdout.strip() == "healthy",
+             90, "docker to call the container healthy")
+
+
 @pytest.mark.parametrize("cipher", [None, "3", "17"])
 def test_ipmitool_reads_the_bmc(container, cipher):
     info = container.ipmitool("mc", "info", cipher=cipher).stdout

@@ -79,3 +79,15 @@ def test_nats_down_for_ten_seconds(stack):
     boots = stack.boots()
     stack.ipmitool("power", "reset")
     wait_for(lambda: stack.boots() == boots + 1, 60, "power control after NATS came back")
+
+
+def test_health_names_what_is_wrong(stack):
+    wait_for(lambda: stack.run("qemu-bmc", "health", check=False).returncode == 0, 30, "a healthy stack")
+    stack.run("supervisorctl", "-c", CONF, "stop", "ipmi")
+    try:
+        result = stack.run("qemu-bmc", "--timeout", "1", "health", check=False)
+        assert result.returncode == 1
+        assert "ipmi is STOPPED" in result.stdout and "no IPMI answer" in result.stdout
+    finally:
+        stack.run("supervisorctl", "-c", CONF, "start", "ipmi")
+    wait_for(lambda: stack.run("qemu-bmc", "health", check=False).returncode == 0, 30, "healthy again")
