@@ -32,7 +32,7 @@ RUN python3 -m venv /opt/qemu-bmc/venv \
 FROM ${BASE_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 qemu-system-x86 nats-server ipmitool iproute2 \
+      python3 qemu-system-x86 ovmf nats-server ipmitool iproute2 \
  && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*
 COPY --from=guest /guest /usr/share/qemu-bmc/guest
 COPY --from=venv /opt/qemu-bmc/venv /opt/qemu-bmc/venv
