@@ -204,6 +204,7 @@ class QemuBmc(Peer):
             "NODE_NAME": "bench", "NATS_LISTEN": f"{HOST}:{free_port(socket.SOCK_STREAM)}",
             "IPMI_PORT": str(self.port), "IPMI_LISTEN": HOST, "VNC_PORT": str(free_port(socket.SOCK_STREAM)),
             "CONSOLE_PORT": str(free_port(socket.SOCK_STREAM)),
+            "VM_NICS": "qbt-none0",  # never hand this machine's own interfaces to the VM
             "QEMU_ACCEL": "tcg", "GUEST_DIR": guest_dir, "IPMI_USER": USER, "IPMI_PASSWORD": PASSWORD,
             "LOG_LEVEL": "INFO",
         })

@@ -139,15 +139,21 @@ class NicsGet(Message, tag="nics.get"):
 
 
 class Nic(msgspec.Struct, kw_only=True):
-    ifname: str
-    mac: str
+    ifname: str  # the container interface (eth2, eth3, ...)
+    mac: str  # the VM NIC's MAC
     mtu: int
     up: bool
+    index: int = -1  # stable VM NIC index (eth2+ -> 0 for eth2; a list -> its position)
+    wired: bool = False  # net has connected it to a tap (or macvtap): QEMU can use it
+    tap: str = ""  # tc/bridge: the tap QEMU opens by name (-netdev tap,ifname=...)
+    tap_device: str = ""  # macvtap: the character device QEMU gets as an fd (/dev/tapN)
 
 
 class NicPlan(Message, tag="net.nics"):
     nics: list[Nic]
-    waiting_for: list[str] = []
+    waiting_for: list[str] = []  # non-empty while net still waits for CLAB_INTFS interfaces
+    mode: str = ""  # NET_MODE: tc, bridge or macvtap
+    missing: list[str] = []  # expected interfaces that are not there (while waiting, or after it)
 
 
 encode = msgspec.json.encode

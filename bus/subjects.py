@@ -88,6 +88,10 @@ class Subjects:
     def net_nics(self) -> str:  # request NicsGet -> NicPlan
         return self._s("net", "nics")
 
+    @property
+    def net_plan(self) -> str:  # event NicPlan: the plan changed (NIC wired or gone, wait over)
+        return self._s("net", "plan")
+
     @staticmethod
     def all_nodes() -> str:
         return "bmc.>"

@@ -251,10 +251,14 @@ def _check_config(_args) -> int:
     try:
         power_config_from_env()
         config = ipmi_config_from_env()
-        NetConfig.from_env(os.environ)
     except ConfigError as exc:
         print(f"qemu-bmc: bad configuration: {exc}", file=sys.stderr)
         return 2
+    try:
+        NetConfig.from_env(os.environ)
+    except ConfigError as exc:
+        # the net program stops on it by itself; the BMC keeps answering IPMI
+        print(f"qemu-bmc: warning: bad network configuration, the VM gets no NICs: {exc}", file=sys.stderr)
     for warning in config.warnings:
         print(f"qemu-bmc: warning: {warning}", file=sys.stderr)
     return 0

@@ -120,6 +120,8 @@ def make_stack(tmp: str, guest: str, **overrides: str) -> Stack:
         "CONSOLE_PORT": str(free_port()),
         "QEMU_ACCEL": "tcg", "GUEST_DIR": guest, "IPMI_PASSWORD": "secret",
         "IPMI_USERS": "viewer:viewpw:user,ops:opspw:operator",
+        # a name no host has: the host's own eth2+ must never be handed to a test VM
+        "VM_NICS": "qbt-none0",
     })
     env.pop("NATS_URL", None)
     env.update(overrides)

@@ -46,3 +46,36 @@ def test_ipmi_benchmark_quick_runs_against_both_peers(guest_dir):
                 value = float(row[column])  # a number in both columns, whatever it is
                 assert value > 0, row
     assert "cipher suite" in result.stdout  # the notes say which suite was used
+
+
+CONSOLE_MEASURED = {  # metric -> the columns that must hold a number
+    "SOL keystroke echo p50": ("qemu-bmc", "ipmi_sim"), "SOL keystroke echo p99": ("qemu-bmc", "ipmi_sim"),
+    "SOL bulk output": ("qemu-bmc", "ipmi_sim"), "SOL bulk lines lost": ("qemu-bmc", "ipmi_sim"),
+    "TCP console keystroke echo p50": ("qemu-bmc", "bare QEMU serial"),
+    "TCP console keystroke echo p99": ("qemu-bmc", "bare QEMU serial"),
+    "TCP console bulk output": ("qemu-bmc", "bare QEMU serial"),
+    "TCP console bulk lines lost": ("qemu-bmc", "bare QEMU serial"),
+}
+
+
+def test_console_benchmark_quick_measures_sol_tcp_and_ipmi_sim_sol(guest_dir):
+    for tool in ("ipmi_sim", "ipmitool", "qemu-system-x86_64"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: the console benchmark drives SOL with ipmitool and compares with "
+                        "OpenIPMI's ipmi_sim wired to a second QEMU (`apt-get install -y openipmi ipmitool "
+                        "qemu-system-x86`; tests/run_tests.sh does).")
+    env = dict(os.environ, QEMU_BMC_GUEST_CACHE=guest_dir)
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "console", "--quick"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, (f"`python -m benchmarks console --quick` failed ({result.returncode}):\n"
+                                    f"{result.stderr[-6000:]}\n{result.stdout}")
+    header, rows = table_rows(result.stdout)
+    console_rows = {row[1].rsplit(" (", 1)[0]: row for row in rows if row[0] == "console"}
+    for metric, columns in CONSOLE_MEASURED.items():
+        assert metric in console_rows, f"no {metric!r} row in:\n{result.stdout}"
+        for column in columns:
+            assert column in header, header
+            cell = console_rows[metric][header.index(column)]
+            value = float(cell)  # a number, whatever it is ("n/a" or "-" would fail here)
+            assert value >= 0 if "lost" in metric else value > 0, (metric, column, cell)
+    assert "sol \"tcp:127.0.0.1:" in result.stdout  # the notes say how ipmi_sim's SOL was wired

@@ -176,3 +176,26 @@ def test_sol_and_the_tcp_console_work_through_the_port_mapping(container):
         while b"over-tcp-36" not in seen and time.monotonic() < deadline:
             seen += tcp.recv(4096)
         assert b"over-tcp-36" in seen
+
+
+def test_docker_stop_shuts_the_guest_down_and_keeps_the_state(container):
+    c = container
+    wait_for(lambda: c.power() == "Chassis Power is on", 30, "power on")
+    boots = c.boots()
+    c.ipmitool("user", "set", "name", "6", "survivor")
+    c.ipmitool("user", "set", "password", "6", "survivor-pw")
+    c.ipmitool("user", "priv", "6", "3", "1")
+    c.ipmitool("user", "enable", "6")
+    c.ipmitool("chassis", "bootdev", "disk", "options=persistent")
+    sel_before = c.ipmitool("sel", "list").stdout.strip().splitlines()
+    docker("stop", "-t", "60", c.name, timeout=90)
+    logs = c.logs()
+    assert "container stopping: ACPI power button" in logs
+    assert "power off (soft-off)" in logs, logs[-3000:]
+    docker("start", c.name)
+    wait_for(lambda: c.ipmitool("mc", "info", check=False).returncode == 0, 60, "the BMC back")
+    wait_for(lambda: c.ipmitool("power", "status", user="survivor", password="survivor-pw",
+                                check=False).returncode == 0, 60, "the persisted user to log in")
+    assert "Force Boot from default Hard-Drive" in c.ipmitool("chassis", "bootparam", "get", "5").stdout
+    sel_after = c.ipmitool("sel", "list").stdout.strip().splitlines()
+    assert len(sel_after) >= len(sel_before) and sel_after[:len(sel_before)] == sel_before

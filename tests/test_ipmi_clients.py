@@ -206,3 +206,19 @@ def test_unknown_commands_get_0xc1_and_bad_lengths_0xc7(stack):
     assert "rsp=0xc1" in result.stderr.lower()
     result = stack.ipmitool("raw", "0x00", "0x02", check=False)  # chassis control without its byte
     assert "rsp=0xc7" in result.stderr.lower()
+
+
+def test_efi_boot_flag_boots_the_guest_under_uefi_firmware(stack):
+    wait_for(lambda: stack.power_state() == "Chassis Power is on", 30, "power on")
+    stack.ipmitool("chassis", "bootdev", "disk", "options=efiboot")
+    boots = stack.boots()
+    stack.ipmitool("power", "cycle")
+    wait_for(lambda: stack.boots() == boots + 1, 120, "the guest to boot under OVMF")
+    assert "if=pflash" in stack.output().rsplit("qemu: ", 1)[1].splitlines()[0]
+    stack.type_on_console("\n[ -d /sys/firmware/efi ] && echo FIRMWARE''-IS-UEFI\n")
+    wait_for(lambda: "FIRMWARE-IS-UEFI" in stack.console_log, 20, "the guest to see UEFI firmware")
+    # a one-time choice: the next boot is legacy again
+    boots = stack.boots()
+    stack.ipmitool("power", "cycle")
+    wait_for(lambda: stack.boots() == boots + 1, 60, "a legacy boot")
+    assert "if=pflash" not in stack.output().rsplit("qemu: ", 1)[1].splitlines()[0]

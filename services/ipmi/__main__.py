@@ -27,6 +27,7 @@ from services.ipmi.users import PersistedUsers
 from qemu_bmc import __version__
 
 USERS_KEY = "users"
+USERS_WAIT = 10.0  # seconds new sessions wait for the persisted users at start
 SEL_KEY = "sel"
 
 log = setup_logging("ipmi")
@@ -135,6 +136,14 @@ async def run() -> None:
     log.info("listening on %s:%d/udp, cipher suites %s, session limit %d", config.listen, config.port,
              ",".join(map(str, config.suites)), config.session_limit)
     background = [asyncio.create_task(server.expire_loop()), asyncio.create_task(server.sol_loop())]
+    endpoint.accepting_sessions = False
+
+    def accept_sessions_anyway() -> None:
+        if not endpoint.accepting_sessions:
+            log.warning("the bus is not there: sessions use the configured users until it is")
+            endpoint.accepting_sessions = True
+
+    loop.call_later(USERS_WAIT, accept_sessions_anyway)
     bus = await connect(config.bus.nats_url, "ipmi", wait=float("inf"))
     await backend.attach(bus)
     bus_holder.append(bus)
@@ -153,6 +162,7 @@ async def run() -> None:
         log.error("persisted users unreadable (%s); using the configured ones", exc)
     kv_holder.append(kv)
     await save_users()
+    endpoint.accepting_sessions = True
     try:
         sel.restore(msgspec.json.decode((await kv.get(SEL_KEY)).value, type=PersistedSel))
     except nats.js.errors.KeyNotFoundError:

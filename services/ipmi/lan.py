@@ -115,6 +115,9 @@ class LanEndpoint:
         self.v15_auth_types = v15_auth_types  # empty: IPMI 1.5 sessions are off
         self.sol_settings = SolSettings()
         self.failures_by_ip: dict[str, list[float]] = {}
+        # new sessions wait until the persisted users are loaded (or it is clear they
+        # cannot be): a login must not fail, and count as a failure, for a user that exists
+        self.accepting_sessions = True
         self.auth_failure_limit = auth_failure_limit  # 0: no lock-out
         self.sol: SolChannel | None = None  # the one SOL payload instance, when active
         self.sessions = SessionTable(session_limit, idle_timeout)
@@ -270,6 +273,8 @@ class LanEndpoint:
             return reply(0xC7)
         if self._locked_out(peer[0], now):
             return self._drop("locked-out")
+        if not self.accepting_sessions:
+            return self._drop("not-ready")
         auth_type = req.data[0] & 0x0F
         if auth_type not in self.v15_auth_types:
             return reply(0xCC)
@@ -613,6 +618,8 @@ class LanEndpoint:
             return self._drop("short-open-session")
         if self._locked_out(peer[0], now):
             return self._drop("locked-out")
+        if not self.accepting_sessions:
+            return self._drop("not-ready")
         tag, requested_priv = payload[0], payload[1] & 0x0F
         remote_id = struct.unpack_from("<I", payload, 4)[0]
         algs = {}

@@ -1,7 +1,9 @@
 """`qemu-bmc-net`: the network program run by supervisord.
 
-This first cut watches and reports the interfaces meant for the VM; wiring them
-into QEMU (tc/bridge/macvtap, hot-plug) is the network issue's work.
+Watches the interfaces meant for the VM, wires each to a tap or macvtap
+(NET_MODE) as it appears, unwires it when it goes, and answers the NIC plan the
+power agent builds QEMU's NICs from. A bad configuration exits with status 2
+(supervisord does not restart it); the rest of the BMC keeps running.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from bus import BusUnavailable, ConfigError, Settings, Subjects, connect
 from bus.logs import setup_logging
 from services.net.plan import NetConfig
 from services.net.watcher import LinkWatcher
+from services.net.wiring import Wiring, check_host
 
 log = setup_logging("net")
 
@@ -22,8 +25,9 @@ log = setup_logging("net")
 async def run() -> None:
     settings = Settings.from_env()
     config = NetConfig.from_env(os.environ)
+    check_host(config.mode)
     bus = await connect(settings.nats_url, "net")
-    watcher = LinkWatcher(bus, Subjects(settings.node), config, settings.node)
+    watcher = LinkWatcher(bus, Subjects(settings.node), config, settings.node, Wiring(config.mode))
     await watcher.start()
     task = asyncio.create_task(watcher.run())
     stop = asyncio.Event()

@@ -32,6 +32,22 @@ class NicSelection:
         m = re.fullmatch(rf"{re.escape(self.prefix)}(\d+)", ifname)
         return bool(m) and int(m.group(1)) >= self.first
 
+    def index_of(self, ifname: str) -> int:
+        """The VM NIC index of a selected interface; stable whatever else is present.
+
+        eth2+ gives eth2 index 0, eth3 index 1 …; a list gives each name its position.
+        The MAC follows the index, so a NIC keeps its MAC when a sibling comes or goes.
+        """
+        if self.names:
+            return self.names.index(ifname)
+        return int(ifname[len(self.prefix):]) - self.first
+
+    def expected_names(self, count: int) -> list[str]:
+        """The first `count` interfaces this selection would take (for CLAB_INTFS)."""
+        if self.names:
+            return list(self.names[:count])
+        return [f"{self.prefix}{self.first + i}" for i in range(count)]
+
     def order(self, ifnames: list[str]) -> list[str]:
         """The selected interfaces in VM NIC order (list order, or index order)."""
         if self.names:
@@ -74,7 +90,56 @@ def parse_vm_macs(raw: str) -> tuple[str, ...]:
     for mac in macs:
         if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac) or int(mac[:2], 16) & 1:
             raise ConfigError("VM_MACS", f"{mac!r} is not a unicast MAC like 02:00:00:00:00:01")
+    dupes = sorted({m for m in macs if macs.count(m) > 1})
+    if dupes:
+        raise ConfigError("VM_MACS", f"{', '.join(dupes)} given more than once")
     return macs
+
+
+def _device_name(prefix: str, ifname: str) -> str:
+    """prefix + ifname when it fits Linux's 15 characters, else prefix + a short hash."""
+    name = prefix + ifname
+    if len(name) <= 15:
+        return name
+    return prefix + hashlib.sha256(ifname.encode()).hexdigest()[:15 - len(prefix)]
+
+
+def tap_name(ifname: str) -> str:
+    """The tap QEMU opens for ifname (tc and bridge modes): eth2 -> tap-eth2."""
+    return _device_name("tap-", ifname)
+
+
+def bridge_name(ifname: str) -> str:
+    """The Linux bridge joining ifname and its tap (bridge mode): eth2 -> br-eth2."""
+    return _device_name("br-", ifname)
+
+
+def macvtap_name(ifname: str) -> str:
+    """The passthru macvtap on top of ifname (macvtap mode): eth2 -> mvt-eth2."""
+    return _device_name("mvt-", ifname)
+
+
+@dataclass(frozen=True)
+class WaitState:
+    """Waiting for CLAB_INTFS interfaces: pure, the caller says what is present and
+    whether NET_WAIT_TIMEOUT has passed. Once enough interfaces were there the wait
+    is over for good (a link that flaps later does not hold a power-on back)."""
+
+    expected: int
+    over: bool = False
+
+    def missing(self, selection: NicSelection, present: list[str]) -> list[str]:
+        if len(present) >= self.expected:
+            return []
+        return [n for n in selection.expected_names(self.expected) if n not in present]
+
+    def waiting(self, present: list[str]) -> bool:
+        return not self.over and len(present) < self.expected
+
+    def update(self, present: list[str], timed_out: bool) -> "WaitState":
+        if self.over or len(present) >= self.expected or timed_out:
+            return WaitState(self.expected, over=True)
+        return self
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,16 @@ async def run() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # SIGTERM from a `supervisorctl restart power` leaves the VM alone; SIGTERM while
+    # supervisord itself shuts down (docker stop) powers the guest off gracefully
+    try:
+        supervisord_state = await supervisor.state()
+    except Exception as exc:
+        supervisord_state = f"unknown ({exc})"
+    shutting_down = supervisord_state == "SHUTDOWN"
+    log.info("stopping (supervisord %s)", supervisord_state)
+    if shutting_down:
+        await agent.shutdown_guest(config.soft_off_timeout)
     await agent.close()
     await bus.close()
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import time
 
 import msgspec
-from qemu.qmp import ConnectError, ExecuteError, QMPClient, Runstate, StateError
+from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, Runstate, StateError
 
-from bus import Bus, Subjects
+from bus import Bus, BusError, Subjects
 from bus.messages import (BootGet, BootSet, BootStatus, ErrorReply, Message, PowerChanged,
                           PowerGet, PowerSet, PowerStatus, RestorePolicySet, VmEvent)
+from bus.messages import Nic, NicPlan, NicsGet
 from services.power.config import PowerConfig
 from services.power.launch import write_plan
-from services.power.qemu_command import BootChoice, RuntimePaths, build_argv
+from services.power.qemu_command import (BootChoice, RuntimePaths, VmNic, build_argv, device_options,
+                                         netdev_options, nic_fds, nic_ports)
 from services.power.supervisor import SupervisorControl, SupervisorError
 
 log = logging.getLogger("agent")
@@ -34,6 +38,21 @@ CYCLE_OFF_INTERVAL = 1.0
 CONSOLE_ATTACH_WAIT = 3.0  # how long a new VM waits, paused, for the console relay
 # causes that follow a power request, and the request's action
 ACTION_BY_CAUSE = {"power-on": "on", "power-off": "off", "power-cycle": "cycle", "soft-off": "soft"}  # IPMI: power cycle keeps power off for at least 1 s
+
+
+NICS_FILE = "vm-nics.json"  # in RUN_DIR: the running VM's NICs and root ports
+NET_SERVICE_WAIT = 15.0  # a power-on waits this long for a net service that has not answered yet
+NET_WAIT_MARGIN = 5.0  # on top of NET_WAIT_TIMEOUT, which net counts from its own start
+NIC_UNPLUG_TIMEOUT = 20.0  # the guest acknowledges a PCI unplug (ACPI or PCIe native hot-plug)
+
+
+def _vm_nic(nic: Nic) -> VmNic:
+    return VmNic(ifname=nic.ifname, mac=nic.mac, mtu=nic.mtu, tap=nic.tap, tap_device=nic.tap_device)
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), max(0.0, timeout))
 
 
 class PowerError(Exception):
@@ -81,6 +100,8 @@ class PowerAgent:
         self._shutdown_reason: str | None = None
         self._background: set[asyncio.Task] = set()
         self._booted_with: tuple[str, bool] = ("none", False)  # boot device and EFI flag QEMU started with
+        self.container_stopping = False  # set by shutdown_guest: power changes now are not the user's
+        self._init_nics()
 
     # --- start-up ------------------------------------------------------------
 
@@ -99,6 +120,7 @@ class PowerAgent:
         await self.bus.serve(s.boot_get, BootGet, self.handle_boot_get)
         await self.bus.serve(s.power_policy, RestorePolicySet, self.handle_policy_set)
         await self.bus.subscribe_raw(s.console_break, self.handle_serial_break)
+        await self._start_nics()
         marker = os.path.join(self.config.bus.run_dir, RESTORE_MARKER)
         if not os.path.exists(marker):
             open(marker, "w").close()
@@ -246,13 +268,14 @@ class PowerAgent:
         if self.state == "on":
             return
         boot = BootChoice(self.persisted.boot_device, self.persisted.boot_efi, self.persisted.boot_persistent)
-        argv = build_argv(self.config.vm, self.paths, boot, self.config.bus.node)
+        nics, ports = await self._nics_for_power_on()
+        argv = build_argv(self.config.vm, self.paths, boot, self.config.bus.node, nics, ports)
         if self.config.vm.vnc_password:
             fd = os.open(self.paths.vnc_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(self.config.vm.vnc_password)
         os.makedirs(os.path.dirname(self.paths.console_log), exist_ok=True)
-        write_plan(self.config.bus.run_dir, argv)
+        write_plan(self.config.bus.run_dir, argv, nic_fds(nics))
         self._expected_exit = None
         self._soft_off_requested = False
         self._shutdown_reason = None
@@ -283,6 +306,7 @@ class PowerAgent:
         self._booted_with = (boot.device, boot.efi)
         if boot.device != "none" and not self.persisted.boot_persistent:
             self.persisted.boot_device = "none"  # a one-time choice is used up by this boot
+            self.persisted.boot_efi = False  # (the whole of it: the next boot is the default one)
         self.persisted.last_state = "on"
         await self._save()
         await self._changed("on", cause)
@@ -372,7 +396,7 @@ class PowerAgent:
             cause = "crashed"
         self._watcher = None
         await self._changed("off", cause)
-        if cause in ("soft-off", "guest-poweroff", "qmp-quit"):
+        if cause in ("soft-off", "guest-poweroff", "qmp-quit") and not self.container_stopping:
             self.persisted.last_state = "off"
             await self._save()
         if cause == "crashed":
@@ -386,6 +410,227 @@ class PowerAgent:
         log.info("power %s (%s)", state, cause)
         await self.bus.publish(self.subjects.power_changed,
                                PowerChanged(state=state, cause=cause, action=ACTION_BY_CAUSE.get(cause, "")))
+
+    # --- NICs: the net service's plan, and hot-plug ----------------------------
+    #
+    # net owns the taps and macvtaps; it answers the NIC plan (net.nics) and
+    # publishes it whenever it changes (net.plan). A power-on builds QEMU's NICs
+    # from the plan; while the VM runs, every plan change is reconciled with
+    # what QEMU has, over QMP (netdev_add/device_add, device_del/netdev_del).
+
+    def _init_nics(self) -> None:
+        self._vm_nics: dict[str, VmNic] | None = None  # device id -> NIC in the running VM (None: unknown)
+        self._nic_ports: list[str] = []  # PCIe root ports made for NICs at this power-on
+        self._nics_changed = asyncio.Event()
+        self._nics_file = os.path.join(self.config.bus.run_dir, NICS_FILE)
+
+    async def _start_nics(self) -> None:
+        async def on_plan(_plan: NicPlan) -> None:
+            self._nics_changed.set()
+        await self.bus.subscribe(self.subjects.net_plan, NicPlan, on_plan)
+        task = asyncio.create_task(self._follow_nic_plan())
+        self._background.add(task)
+
+    async def _nics_for_power_on(self) -> tuple[list[VmNic], list[str]]:
+        """The NICs (and their root ports) for the QEMU about to start."""
+        plan = await self._wait_nic_plan()
+        nics = [_vm_nic(n) for n in plan.nics if n.wired] if plan else []
+        ports = nic_ports(self.config.vm, len(nics))
+        if ports:
+            nics = [dataclasses.replace(nic, port=ports[i]) for i, nic in enumerate(nics)]
+        self._vm_nics = {nic.device_id: nic for nic in nics}
+        self._nic_ports = ports
+        self._save_vm_nics()
+        if plan is not None:
+            log.info("VM NICs (%s mode): %s", plan.mode or "?",
+                     ", ".join(f"{n.ifname} {n.mac}" for n in nics) or "none")
+            if plan.missing:
+                log.warning("powering on without %s (not there)", ", ".join(plan.missing))
+        return nics, ports
+
+    async def _wait_nic_plan(self) -> NicPlan | None:
+        """Ask net for the plan; wait while it still waits for CLAB_INTFS interfaces.
+
+        Bounded: NET_WAIT_TIMEOUT (+ a margin) for interfaces, NET_SERVICE_WAIT
+        for a net service that has not answered yet. None when net is not there
+        (bad configuration, stopped): the VM then powers on without NICs.
+        """
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        async def on_plan(_plan: NicPlan) -> None:
+            changed.set()
+        subscription = await self.bus.subscribe(self.subjects.net_plan, NicPlan, on_plan)
+        service_deadline = loop.time() + NET_SERVICE_WAIT
+        links_deadline = loop.time() + self.config.net_wait_timeout + NET_WAIT_MARGIN
+        told = False
+        try:
+            while True:
+                changed.clear()
+                try:
+                    plan = await self.bus.request(self.subjects.net_nics, NicsGet(), NicPlan, timeout=2)
+                except BusError as exc:
+                    if await self._net_program_gone() or loop.time() > service_deadline:
+                        log.warning("no NIC plan from the net service (%s): the VM gets no NICs", exc)
+                        return None
+                    await _wait_event(changed, 0.5)
+                    continue
+                if not plan.waiting_for or loop.time() > links_deadline:
+                    return plan
+                if not told:
+                    log.info("power-on waits for %s (CLAB_INTFS): %s", ", ".join(plan.waiting_for),
+                             ", ".join(plan.missing))
+                    told = True
+                await _wait_event(changed, links_deadline - loop.time())
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _net_program_gone(self) -> bool:
+        try:
+            info = await self.supervisor.info("net")
+        except SupervisorError:
+            return True
+        return info.state in ("EXITED", "FATAL", "STOPPED")
+
+    async def _follow_nic_plan(self) -> None:
+        """Hot-plug: reconcile the running VM's NICs with the plan after each change."""
+        while True:
+            await self._nics_changed.wait()
+            self._nics_changed.clear()
+            async with self._lock:
+                if self.state != "on" or self._qmp is None:
+                    continue
+                try:
+                    plan = await self.bus.request(self.subjects.net_nics, NicsGet(), NicPlan, timeout=5)
+                except BusError as exc:
+                    log.warning("NIC plan changed but could not be read: %s", exc)
+                    continue
+                try:
+                    await self._reconcile_nics(plan)
+                except Exception as exc:  # the agent outlives a failed hot-plug
+                    log.error("NIC hot-plug failed: %s", exc)
+
+    async def _reconcile_nics(self, plan: NicPlan) -> None:
+        if self._vm_nics is None:
+            self._load_vm_nics()
+        assert self._vm_nics is not None
+        want = {nic.device_id: nic for nic in (_vm_nic(n) for n in plan.nics if n.wired)}
+        for device_id, nic in list(self._vm_nics.items()):
+            wanted = want.get(device_id)
+            # a new tap, macvtap or MAC means a new NIC; an MTU change alone does not
+            if wanted is None or (wanted.tap, wanted.tap_device, wanted.mac) != (nic.tap, nic.tap_device, nic.mac):
+                await self._unplug_nic(nic)
+        for device_id, nic in want.items():
+            if device_id not in self._vm_nics:
+                await self._plug_nic(nic)
+        self._save_vm_nics()
+
+    async def _plug_nic(self, nic: VmNic) -> None:
+        assert self._vm_nics is not None and self._qmp is not None
+        if self._nic_ports:
+            used = {n.port for n in self._vm_nics.values()}
+            free = [p for p in self._nic_ports if p not in used]
+            if not free:
+                log.error("no free PCIe slot to hot-plug %s (VM_NIC_HOTPLUG_SLOTS=%d); it joins at the next "
+                          "power-on", nic.ifname, self.config.vm.nic_hotplug_slots)
+                return
+            nic = dataclasses.replace(nic, port=free[0])
+        fd_name = None
+        if nic.tap_device:
+            # QEMU cannot open the macvtap itself here: pass it an fd (SCM_RIGHTS + getfd)
+            fd = os.open(nic.tap_device, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                self._qmp.send_fd_scm(fd)
+                await self._qmp_nic("getfd", {"fdname": nic.netdev_id})
+            finally:
+                os.close(fd)  # QEMU holds its own copy now; ours would be a second queue
+            fd_name = nic.netdev_id
+        await self._qmp_nic("netdev_add", netdev_options(nic, fd_name))
+        try:
+            await self._qmp_nic("device_add", device_options(nic, self.config.vm.nic_model))
+        except PowerError:
+            with contextlib.suppress(PowerError):
+                await self._qmp_nic("netdev_del", {"id": nic.netdev_id})
+            raise
+        self._vm_nics[nic.device_id] = nic
+        log.info("hot-plugged %s into the VM (%s, %s)", nic.ifname, nic.mac, nic.port or "root bus")
+
+    async def _unplug_nic(self, nic: VmNic) -> None:
+        assert self._vm_nics is not None and self._qmp is not None
+        listener = EventListener(("DEVICE_DELETED",))
+        self._qmp.register_listener(listener)
+        try:
+            await self._qmp_nic("device_del", {"id": nic.device_id})
+
+            async def deleted() -> None:
+                while (await listener.get()).get("data", {}).get("device") != nic.device_id:
+                    pass
+            await asyncio.wait_for(deleted(), NIC_UNPLUG_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("the guest did not release %s within %gs", nic.device_id, NIC_UNPLUG_TIMEOUT)
+        except PowerError as exc:
+            log.warning("%s", exc)  # already gone, most likely
+        finally:
+            self._qmp.remove_listener(listener)
+        with contextlib.suppress(PowerError):
+            await self._qmp_nic("netdev_del", {"id": nic.netdev_id})
+        del self._vm_nics[nic.device_id]
+        log.info("unplugged %s from the VM", nic.ifname)
+
+    async def _qmp_nic(self, command: str, arguments: dict):
+        if self._qmp is None:
+            raise PowerError("qmp-unavailable", "no QMP connection to QEMU")
+        try:
+            return await asyncio.wait_for(self._qmp.execute(command, arguments), 10)
+        except (ExecuteError, StateError, asyncio.TimeoutError, ConnectionError, EOFError) as exc:
+            raise PowerError("qmp-failed", f"QMP {command} {arguments.get('id', '')} failed: {exc}") from None
+
+    def _save_vm_nics(self) -> None:
+        """What the running VM has, so a restarted agent can go on hot-plugging."""
+        state = {"ports": self._nic_ports,
+                 "nics": [dataclasses.asdict(n) for n in (self._vm_nics or {}).values()]}
+        tmp = self._nics_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self._nics_file)
+
+    def _load_vm_nics(self) -> None:
+        try:
+            with open(self._nics_file) as f:
+                state = json.load(f)
+            self._nic_ports = list(state["ports"])
+            self._vm_nics = {n.device_id: n for n in (VmNic(**d) for d in state["nics"])}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("NICs of the running VM unknown (%s); assuming none", exc)
+            self._vm_nics = {}
+
+    async def shutdown_guest(self, timeout: float) -> None:
+        """The container is stopping: ask the guest to power off (ACPI), wait up to
+        `timeout`, then cut power. The last power state stays what it was, so the
+        `previous` restore policy brings the server back as it was before the stop."""
+        self.container_stopping = True
+        if self.state != "on":
+            return
+        log.info("container stopping: ACPI power button, up to %gs", timeout)
+        async with self._lock:
+            with contextlib.suppress(PowerError):
+                self._soft_off_requested = True
+                await self._qmp_execute("system_powerdown")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.state == "on" and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if self.state == "on":
+            log.warning("the guest did not power off within %gs: cutting power", timeout)
+            async with self._lock:
+                # supervisord takes no calls while it shuts down: QMP ends QEMU instead
+                self._expected_exit = "power-off"
+                with contextlib.suppress(PowerError):
+                    await self._qmp_execute("quit")
+                if self._watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(self._watcher), 10)
 
     async def close(self) -> None:
         """Detach from QEMU without touching it (the VM outlives the agent)."""

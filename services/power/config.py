@@ -10,6 +10,8 @@ from typing import Mapping
 from bus.config import ConfigError, Settings, env_choice, env_int, env_str
 
 DEFAULT_GUEST_DIR = "/usr/share/qemu-bmc/guest"
+# NIC models QEMU's x86 machines offer; e1000 for guests without virtio drivers
+NIC_MODELS = ("virtio-net-pci", "e1000", "e1000e", "rtl8139", "vmxnet3")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class VmConfig:
     vnc_password: str
     extra_args: tuple[str, ...]
     qemu_binary: str
+    nic_model: str = "virtio-net-pci"  # QEMU device of every NIC (VM_NIC_MODEL)
+    nic_hotplug_slots: int = 4  # spare PCIe root ports for NICs added while the VM runs
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class PowerConfig:
     bus: Settings
     vm: VmConfig
     restore_policy: str
+    soft_off_timeout: float  # container stop: how long the guest may take to power off
+    net_wait_timeout: int = 120  # NET_WAIT_TIMEOUT: how long a power-on waits for CLAB_INTFS NICs
 
 
 def kvm_usable(path: str = "/dev/kvm") -> bool:
@@ -98,6 +104,8 @@ def vm_config_from_env(env: Mapping[str, str]) -> VmConfig:
         vnc_password=vnc_password,
         extra_args=extra,
         qemu_binary=env_str(env, "QEMU_BINARY", "qemu-system-x86_64"),
+        nic_model=env_choice(env, "VM_NIC_MODEL", "virtio-net-pci", NIC_MODELS),
+        nic_hotplug_slots=env_int(env, "VM_NIC_HOTPLUG_SLOTS", 4, 0, 32),
     )
 
 
@@ -108,4 +116,6 @@ def power_config_from_env(env: Mapping[str, str] | None = None) -> PowerConfig:
         vm=vm_config_from_env(env),
         restore_policy=env_choice(env, "POWER_RESTORE_POLICY", "always-on",
                                   ("always-on", "always-off", "previous")),
+        soft_off_timeout=float(env_int(env, "SOFT_OFF_TIMEOUT", 20, 1, 3600)),
+        net_wait_timeout=env_int(env, "NET_WAIT_TIMEOUT", 120, 0, 3600),
     )

@@ -4,7 +4,9 @@ argv out, so every flag can be tested without starting anything."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from bus.config import system_uuid
 from services.power.config import VmConfig
@@ -27,7 +29,95 @@ class BootChoice:
     persistent: bool = False  # once: QEMU's -boot once= reverts to the default order on reset
 
 
-def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -> list[str]:
+@dataclass(frozen=True)
+class VmNic:
+    """One VM NIC as QEMU sees it, from the net service's plan.
+
+    QEMU's ids come from the container interface: netdev `net-eth2`, device
+    `nic-eth2`; the same ids serve the command line and hot-plug (QMP).
+    """
+
+    ifname: str
+    mac: str
+    mtu: int = 1500
+    tap: str = ""  # tc/bridge: QEMU opens this tap by name
+    tap_device: str = ""  # macvtap: /dev/tapN, opened by the launcher (or the agent) and passed as an fd
+    port: str = ""  # the PCIe root port it sits in (q35), "" on the root bus
+
+    @property
+    def key(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.ifname)
+
+    @property
+    def netdev_id(self) -> str:
+        return f"net-{self.key}"
+
+    @property
+    def device_id(self) -> str:
+        return f"nic-{self.key}"
+
+    @property
+    def fd_placeholder(self) -> str:
+        """Stands for the fd number in the plan's argv; the launcher puts the real one in."""
+        return f"@fd:{self.netdev_id}@"
+
+
+NIC_PORT_PREFIX = "nicport"
+NIC_PORT_CHASSIS = 64  # chassis numbers of the NIC root ports start here (unique per port)
+
+
+def has_pcie_ports(vm: VmConfig) -> bool:
+    """q35 has no hot-plug on its root bus: NICs sit in PCIe root ports there."""
+    return "q35" in vm.machine
+
+
+def nic_ports(vm: VmConfig, initial: int) -> list[str]:
+    """Root port ids: one per NIC at power-on plus VM_NIC_HOTPLUG_SLOTS spares."""
+    if not has_pcie_ports(vm):
+        return []
+    return [f"{NIC_PORT_PREFIX}{i}" for i in range(initial + vm.nic_hotplug_slots)]
+
+
+def netdev_options(nic: VmNic, fd: str | None = None) -> dict:
+    """The tap backend, as QMP netdev_add arguments (fd: a number or a getfd name)."""
+    if nic.tap_device:
+        return {"type": "tap", "id": nic.netdev_id, "fd": fd if fd is not None else nic.fd_placeholder}
+    return {"type": "tap", "id": nic.netdev_id, "ifname": nic.tap, "script": "no", "downscript": "no"}
+
+
+def device_options(nic: VmNic, model: str) -> dict:
+    """The guest-visible NIC, as QMP device_add arguments."""
+    opts: dict = {"driver": model, "id": nic.device_id, "netdev": nic.netdev_id, "mac": nic.mac}
+    if nic.port:
+        opts["bus"] = nic.port
+    if model == "virtio-net-pci" and 68 <= nic.mtu <= 65535:
+        opts["host_mtu"] = nic.mtu  # the guest's MTU follows the container interface
+    return opts
+
+
+def _opts_arg(opts: dict, first: str) -> str:
+    head = str(opts[first])
+    rest = ",".join(f"{k}={v}" for k, v in opts.items() if k not in (first,))
+    return f"{head},{rest}" if rest else head
+
+
+def nic_argv(vm: VmConfig, nics: Sequence[VmNic], ports: Sequence[str]) -> list[str]:
+    argv: list[str] = []
+    for i, port in enumerate(ports):
+        argv += ["-device", f"pcie-root-port,id={port},chassis={NIC_PORT_CHASSIS + i},slot=0"]
+    for nic in nics:
+        argv += ["-netdev", _opts_arg(netdev_options(nic), "type"),
+                 "-device", _opts_arg(device_options(nic, vm.nic_model), "driver")]
+    return argv
+
+
+def nic_fds(nics: Sequence[VmNic]) -> dict[str, str]:
+    """Placeholder -> device path, for the launcher to open (macvtap NICs)."""
+    return {nic.fd_placeholder: nic.tap_device for nic in nics if nic.tap_device}
+
+
+def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str,
+               nics: Sequence[VmNic] = (), ports: Sequence[str] = ()) -> list[str]:
     argv = [
         vm.qemu_binary,
         "-name", f"{node},debug-threads=on",
@@ -73,5 +163,6 @@ def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str) -
         argv += ["-boot", "menu=on,splash-time=30000"]
     if boot.efi:
         argv += efi_firmware_args(paths.efi_vars)
+    argv += nic_argv(vm, nics, ports)
     argv += list(vm.extra_args)
     return argv

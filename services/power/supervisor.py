@@ -66,5 +66,15 @@ class SupervisorControl:
             if "NOT_RUNNING" not in str(exc):
                 raise
 
+    async def state(self) -> str:
+        """supervisord's own state: RUNNING, or SHUTDOWN while it stops everything
+        (it then refuses every call with SHUTDOWN_STATE, which says the same)."""
+        try:
+            return (await self._call("getState"))["statename"]
+        except SupervisorError as exc:
+            if "SHUTDOWN_STATE" in str(exc):
+                return "SHUTDOWN"
+            raise
+
     async def all_processes(self) -> list[dict]:
         return await self._call("getAllProcessInfo")
