@@ -9,7 +9,7 @@ log() { printf 'run_tests: %s\n' "$*" >&2; }
 
 packages=(qemu-system-x86 qemu-utils ipmitool freeipmi-tools nats-server docker.io debootstrap
           busybox-static linux-image-cloud-amd64 kmod cpio gzip tmux iproute2 python3 python3-venv
-          ca-certificates openipmi ovmf)
+          ca-certificates openipmi ovmf dnsmasq-base)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

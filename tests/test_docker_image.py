@@ -184,7 +184,7 @@ def test_docker_stop_shuts_the_guest_down_and_keeps_the_state(container):
     boots = c.boots()
     c.ipmitool("user", "set", "name", "6", "survivor")
     c.ipmitool("user", "set", "password", "6", "survivor-pw")
-    c.ipmitool("user", "priv", "6", "3", "1")
+    c.ipmitool("user", "priv", "6", "4", "1")
     c.ipmitool("user", "enable", "6")
     c.ipmitool("chassis", "bootdev", "disk", "options=persistent")
     sel_before = c.ipmitool("sel", "list").stdout.strip().splitlines()
@@ -199,3 +199,38 @@ def test_docker_stop_shuts_the_guest_down_and_keeps_the_state(container):
     assert "Force Boot from default Hard-Drive" in c.ipmitool("chassis", "bootparam", "get", "5").stdout
     sel_after = c.ipmitool("sel", "list").stdout.strip().splitlines()
     assert len(sel_after) >= len(sel_before) and sel_after[:len(sel_before)] == sel_before
+
+
+def test_two_containers_linked_on_eth2_ping_each_other(image):
+    """The containerlab way: two nodes started, then a veth pair moved in as eth2 of
+    each (CLAB_INTFS=1 makes the power-on wait for it); their guests ping each other."""
+    names = [f"qemu-bmc-link-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    veth = [f"qbl{uuid.uuid4().hex[:6]}", f"qbl{uuid.uuid4().hex[:6]}"]
+    try:
+        for name in names:
+            docker("run", "-d", "--name", name, "--hostname", name[-6:],
+                   "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun", "--device", "/dev/kvm",
+                   "-e", "QEMU_ACCEL=tcg", "-e", "IPMI_PASSWORD=secret", "-e", "CLAB_INTFS=1", image)
+        pids = [docker("inspect", "-f", "{{.State.Pid}}", name).stdout.strip() for name in names]
+        subprocess.run(["ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1]], check=True)
+        for end, pid in zip(veth, pids):
+            subprocess.run(["ip", "link", "set", end, "netns", pid], check=True)
+            subprocess.run(["nsenter", "-t", pid, "-n", "ip", "link", "set", end, "name", "eth2"], check=True)
+            subprocess.run(["nsenter", "-t", pid, "-n", "ip", "link", "set", "eth2", "up"], check=True)
+
+        def console(name: str) -> str:
+            return docker("exec", name, "cat", "/var/log/qemu-bmc/console.log", check=False).stdout
+
+        for name in names:
+            wait_for(lambda n=name: "guest# " in console(n), 120, f"{name}'s guest to boot with its NIC")
+            assert "qemu-bmc-guest: nic eth0" in console(name)
+        for name, addr in zip(names, ("192.0.2.101", "192.0.2.102")):
+            subprocess.run(["docker", "exec", "-i", name, "qemu-bmc", "console", "--seconds", "2"],
+                           input=f"\nip addr add {addr}/24 dev eth0\n".encode(), capture_output=True, timeout=30)
+        subprocess.run(["docker", "exec", "-i", names[0], "qemu-bmc", "console", "--seconds", "2"],
+                       input=b"ping -c 3 -W 3 192.0.2.102 && echo LINKED''-OK\n", capture_output=True, timeout=30)
+        wait_for(lambda: "LINKED-OK" in console(names[0]), 60, "a ping across the containers' eth2 link")
+    finally:
+        for name in names:
+            docker("rm", "-f", name, check=False)
+        subprocess.run(["ip", "link", "del", veth[0]], capture_output=True)

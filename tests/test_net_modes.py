@@ -127,6 +127,7 @@ def netstack(guest_dir, lab):
     tmp = tempfile.mkdtemp(prefix="qemu-bmc-net-")
 
     def start(**env: str) -> NetnsStack:
+        env.setdefault("VM_NICS", "eth2+")  # inside the lab namespace the VM takes eth2 and up
         base = make_stack(tmp, guest_dir, NODE_NAME=NODE, **env)
         s = NetnsStack(tmp, base.env, lab.ctr)
         s.start()
@@ -256,3 +257,40 @@ def test_e1000_for_guests_without_virtio(lab, netstack):
     assert f"-device e1000,id=nic-eth2,netdev=net-eth2,mac={stable_mac(NODE, 0)}" in stack.output()
     out = stack.guest("for d in /sys/bus/pci/devices/*; do echo PCI=$(cat $d/vendor):$(cat $d/device); done")
     assert "PCI=0x8086:0x100e" in out, out
+
+
+def test_bootdev_pxe_makes_the_guests_nic_ask_for_dhcp(lab, netstack):
+    """A boot device chosen over IPMI changes what the next power-on boots: with
+    `bootdev pxe` the VM's firmware (iPXE from Debian's ipxe-qemu) sends DHCP
+    requests out of eth2, seen by dnsmasq on the far end."""
+    lab.add_data_link("eth2")
+    tmp = tempfile.mkdtemp(prefix="qemu-bmc-pxe-")
+    log = os.path.join(tmp, "dnsmasq.log")
+    dnsmasq = subprocess.Popen(["ip", "netns", "exec", lab.peer, "dnsmasq", "--no-daemon", "--port=0",
+                                "--conf-file=/dev/null", "--no-resolv", "--interface=p2", "--bind-interfaces",
+                                "--dhcp-range=192.0.2.10,192.0.2.20,255.255.255.192", "--log-dhcp",
+                                f"--log-facility={log}", f"--dhcp-leasefile={tmp}/leases",
+                                f"--pid-file={tmp}/pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s = netstack(POWER_RESTORE_POLICY="always-off")
+
+        def ipmitool(*args: str) -> str:
+            cmd = ["ip", "netns", "exec", lab.ctr, "ipmitool", "-I", "lanplus", "-H", "127.0.0.1",
+                   "-p", str(s.ipmi_port), "-U", "admin", "-P", "secret", *args]
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            assert result.returncode == 0, result.stderr + result.stdout
+            return result.stdout
+
+        wait_for(lambda: "off" in ipmitool("power", "status"), 60, "the BMC (server off)")
+        ipmitool("chassis", "bootdev", "pxe")
+        ipmitool("power", "on")
+        mac = stable_mac(NODE, 0)
+        wait_for(lambda: os.path.exists(log) and f"DHCPDISCOVER(p2) {mac}" in open(log).read(), 120,
+                 "iPXE's DHCPDISCOVER from the VM's NIC")
+        assert "-boot once=n" in s.output()
+        # the one-time choice is used up: the next boot is the embedded guest again
+        assert "No override" in ipmitool("chassis", "bootparam", "get", "5")
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -27,7 +27,7 @@ from services.power.config import PowerConfig
 from services.power.launch import write_plan
 from services.power.qemu_command import (BootChoice, RuntimePaths, VmNic, build_argv, device_options,
                                          netdev_options, nic_fds, nic_ports)
-from services.power.supervisor import SupervisorControl, SupervisorError
+from services.power.supervisor import ProcessInfo, SupervisorControl, SupervisorError
 
 log = logging.getLogger("agent")
 
@@ -374,7 +374,10 @@ class PowerAgent:
     async def _qemu_gone(self) -> None:
         # QMP hung up; the process may take a moment to be reaped by supervisord
         for _ in range(100):
-            info = await self.supervisor.info()
+            try:
+                info = await self.supervisor.info()
+            except SupervisorError:  # supervisord shutting down takes no calls: QMP's word stands
+                info = ProcessInfo(state="EXITED", pid=0, exitstatus=0)
             if not info.running:
                 break
             await asyncio.sleep(0.05)
