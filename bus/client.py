@@ -136,7 +136,7 @@ class Bus:
 
     async def _flush(self) -> None:
         try:
-            await self.nc.flush(timeout=2)
+            await self.nc.flush(timeout=10)  # a loaded machine can take a while
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             log.debug("flush after subscribe: %s", exc)
 

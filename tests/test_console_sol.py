@@ -153,7 +153,7 @@ def test_freeipmi_ipmiconsole_round_trip(stack):
 
 
 def test_one_mebibyte_arrives_complete_over_sol_tcp_and_log(stack):
-    sol = Pty(ipmitool_argv(stack, "sol", "activate", "usesolkeepalive"))
+    sol = Pty(ipmitool_argv(stack, "sol", "activate"))
     tcp = socket.create_connection(("127.0.0.1", stack.console_port))
     tcp_data = bytearray()
     try:
