@@ -26,15 +26,27 @@ def guest_dir() -> str:
 
 @pytest.fixture
 def nats_server(tmp_path):
-    """A real nats-server with JetStream on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js",
-                             "-sd", str(tmp_path / "js")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"nats://127.0.0.1:{port}"
+    """A real nats-server with JetStream on a free loopback port (ours: if the port
+    turns out taken, by a process another test left behind, try another)."""
     import socket
-    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close() or True, 10,
-             "nats-server to listen")
-    yield url
+    for attempt in range(5):
+        port = free_port()
+        proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "-js",
+                                 "-sd", str(tmp_path / f"js{attempt}")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: proc.poll() is None
+                     and socket.create_connection(("127.0.0.1", port), timeout=0.2).close() is None, 10,
+                     "nats-server to listen")
+        except AssertionError:
+            proc.kill()
+            proc.wait(10)
+            continue
+        if proc.poll() is None:
+            break
+    else:
+        raise AssertionError("nats-server would not start on a free port")
+    yield f"nats://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
 
