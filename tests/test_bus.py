@@ -14,6 +14,17 @@ from bus.messages import ErrorReply, PowerChanged, PowerGet, PowerSet, PowerStat
 S = Subjects("n1")
 
 
+async def settled(client, subject: str) -> None:
+    """Wait until the server's subscription is visible to this client (seen flaky
+    right after start on a loaded machine, although serve() flushes)."""
+    for _ in range(50):
+        try:
+            await client.nc.request(subject, b"{}", timeout=2)
+            return
+        except Exception:
+            await asyncio.sleep(0.05)
+
+
 async def test_typed_request_and_reply(nats_server):
     server = await connect(nats_server, "server")
     client = await connect(nats_server, "client")
@@ -21,6 +32,7 @@ async def test_typed_request_and_reply(nats_server):
     async def on_get(_req: PowerGet) -> PowerStatus:
         return PowerStatus(state="on", vm_status="running", restore_policy="always-on")
     await server.serve(S.power_get, PowerGet, on_get)
+    await settled(client, S.power_get)
     status = await client.request(S.power_get, PowerGet(), PowerStatus, timeout=2)
     assert status.state == "on" and status.vm_status == "running"
     await client.close()
@@ -34,6 +46,7 @@ async def test_error_reply_raises_remote_error_with_its_code(nats_server):
     async def on_set(req: PowerSet):
         return ErrorReply(code="powered-off", message=f"power {req.action} needs power on")
     await server.serve(S.power_set, PowerSet, on_set)
+    await settled(client, S.power_set)
     with pytest.raises(RemoteError) as err:
         await client.request(S.power_set, PowerSet(action="reset"), PowerStatus, timeout=2)
     assert err.value.code == "powered-off" and "reset" in str(err.value)
@@ -48,6 +61,7 @@ async def test_malformed_request_gets_bad_request_and_the_server_survives(nats_s
     async def on_set(req: PowerSet) -> PowerStatus:
         return PowerStatus(state="on", vm_status="running", restore_policy="always-on")
     await server.serve(S.power_set, PowerSet, on_set)
+    await settled(client, S.power_set)
     reply = await client.nc.request(S.power_set, b'{"type":"power.set","action":"explode"}', timeout=2)
     error = msgspec.json.decode(reply.data, type=ErrorReply)
     assert error.code == "bad-request" and "explode" in error.message
@@ -63,6 +77,7 @@ async def test_handler_exception_becomes_an_internal_error_reply(nats_server):
     async def broken(_req: PowerGet):
         raise RuntimeError("disk on fire")
     await server.serve(S.power_get, PowerGet, broken)
+    await settled(client, S.power_get)
     with pytest.raises(RemoteError) as err:
         await client.request(S.power_get, PowerGet(), PowerStatus, timeout=2)
     assert err.value.code == "internal" and "disk on fire" in str(err.value)
