@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 
-from bus import BusUnavailable, ConfigError, Settings, Subjects, connect
+from bus import ConfigError, Settings, Subjects, connect
 from bus.config import env_int, env_str
 from bus.logs import setup_logging
+from bus.program import run_service, stop_requested
 from services.console.relay import SerialRelay
 from services.console.rotation import ConsoleLog, rotate_if_needed
 from services.console.tcp import TcpConsole
@@ -45,11 +44,7 @@ async def run() -> None:
             raise ConfigError("CONSOLE_PORT", f"cannot listen on {listen}:{port}: {exc.strerror}") from None
     task = asyncio.create_task(relay.run())
     rotation = asyncio.create_task(rotate_loop(os.path.join(settings.log_dir, "console.raw.log"), log_max, log_keep))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_requested()
     task.cancel()
     rotation.cancel()
     await tcp.close()
@@ -57,14 +52,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    try:
-        asyncio.run(run())
-    except ConfigError as exc:
-        log.error("bad configuration: %s", exc)
-        sys.exit(2)
-    except BusUnavailable as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    run_service(run, log)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 import msgspec
@@ -13,6 +12,7 @@ import nats.js.errors
 
 from bus import BusUnavailable, ConfigError, Subjects, connect, key_value
 from bus.logs import setup_logging
+from bus.program import stop_requested
 from bus.messages import IpmiDropped, IpmiSessionEvent, IpmiStats, PowerChanged, StatsGet, VmEvent
 from services.ipmi.backend import BusBackend
 from services.ipmi.bmc import build_core
@@ -189,10 +189,7 @@ async def run() -> None:
                                     if u.name and u.enabled))
     await bus.serve(subjects.ipmi_stats, StatsGet, stats)
     background.append(asyncio.create_task(publish_notes(bus)))
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_requested()
     for task in background:
         task.cancel()
     transport.close()

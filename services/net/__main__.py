@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import sys
 
-from bus import BusUnavailable, ConfigError, Settings, Subjects, connect
+from bus import Settings, Subjects, connect
 from bus.logs import setup_logging
+from bus.program import run_service, stop_requested
 from services.net.plan import NetConfig
 from services.net.watcher import LinkWatcher
 from services.net.wiring import Wiring, check_host
@@ -30,24 +29,13 @@ async def run() -> None:
     watcher = LinkWatcher(bus, Subjects(settings.node), config, settings.node, Wiring(config.mode))
     await watcher.start()
     task = asyncio.create_task(watcher.run())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_requested()
     task.cancel()
     await bus.close()
 
 
 def main() -> None:
-    try:
-        asyncio.run(run())
-    except ConfigError as exc:
-        log.error("bad configuration: %s", exc)
-        sys.exit(2)
-    except BusUnavailable as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    run_service(run, log)
 
 
 if __name__ == "__main__":

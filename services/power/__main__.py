@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import sys
 
-from bus import BusUnavailable, ConfigError, connect, key_value
+from bus import connect, key_value
 from bus.logs import setup_logging
+from bus.program import run_service, stop_requested
 from services.power.agent import PowerAgent
 from services.power.config import power_config_from_env
 from services.power.supervisor import SupervisorControl
@@ -27,11 +25,7 @@ async def run() -> None:
     supervisor = SupervisorControl(os.path.join(config.bus.run_dir, "supervisor.sock"))
     agent = PowerAgent(config, bus, supervisor, kv)
     await agent.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_requested()
     # SIGTERM from a `supervisorctl restart power` leaves the VM alone; SIGTERM while
     # supervisord itself shuts down (docker stop) powers the guest off gracefully
     try:
@@ -47,14 +41,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    try:
-        asyncio.run(run())
-    except ConfigError as exc:
-        log.error("bad configuration: %s", exc)
-        sys.exit(2)
-    except BusUnavailable as exc:
-        log.error("%s", exc)
-        sys.exit(1)
+    run_service(run, log)
 
 
 if __name__ == "__main__":
