@@ -156,6 +156,93 @@ class NicPlan(Message, tag="net.nics"):
     missing: list[str] = []  # expected interfaces that are not there (while waiting, or after it)
 
 
+# --- users (owner: ipmi) -----------------------------------------------------
+
+Privilege = Literal["user", "operator", "administrator"]
+
+
+class UserCheck(Message, tag="users.check"):
+    """Check a name and password the way an RMCP+ login would (lock-out included)."""
+
+    name: str
+    password: str
+    peer: str = ""  # the client's address, for lock-out and the session event
+
+
+class UserCheckResult(Message, tag="users.check.result"):
+    ok: bool
+    privilege: Privilege | Literal[""] = ""  # the user's channel privilege when ok
+    reason: str = ""  # when not ok: "unknown-user", "bad-password", "disabled", "locked-out"
+
+
+class UsersGet(Message, tag="users.get"):
+    pass
+
+
+class UserInfo(msgspec.Struct, kw_only=True):
+    id: int  # IPMI user slot (1..15; 1 is the anonymous slot)
+    name: str
+    enabled: bool
+    privilege: Privilege | Literal["no-access"]
+
+
+class UserList(Message, tag="users.list"):
+    users: list[UserInfo]
+
+
+class UserPasswordSet(Message, tag="users.password.set"):
+    name: str
+    password: str  # 1..20 bytes (IPMI 2.0 limit)
+    source: str = ""
+
+
+# --- virtual media (owner: power) ---------------------------------------------
+
+MediaSlotName = Literal["cd"]
+
+
+class MediaInsert(Message, tag="media.insert"):
+    """Put a local image file (already in the container) into a slot.
+
+    Front ends that accept URLs fetch the file themselves first (into
+    STATE_DIR/media) and publish media.progress while they do."""
+
+    path: str
+    slot: MediaSlotName = "cd"
+    image_name: str = ""  # what to show (the URL or file name the user gave)
+    source: str = ""
+
+
+class MediaEject(Message, tag="media.eject"):
+    slot: MediaSlotName = "cd"
+    source: str = ""
+
+
+class MediaGet(Message, tag="media.get"):
+    pass
+
+
+class MediaSlot(msgspec.Struct, kw_only=True):
+    slot: MediaSlotName
+    inserted: bool
+    path: str = ""
+    image_name: str = ""
+    write_protected: bool = True
+
+
+class MediaStatus(Message, tag="media.status"):
+    slots: list[MediaSlot]
+
+
+class MediaProgress(Message, tag="media.progress"):
+    url: str
+    state: Literal["downloading", "done", "failed"]
+    slot: MediaSlotName = "cd"
+    received: int = 0
+    total: int = -1  # -1 while unknown
+    error: str = ""
+
+
 encode = msgspec.json.encode
 
 

@@ -92,6 +92,44 @@ class Subjects:
     def net_plan(self) -> str:  # event NicPlan: the plan changed (NIC wired or gone, wait over)
         return self._s("net", "plan")
 
+    # users (owned by ipmi: the same accounts for IPMI, Redfish and in-band)
+    @property
+    def users_check(self) -> str:  # request UserCheck -> UserCheckResult | ErrorReply
+        return self._s("users", "check")
+
+    @property
+    def users_get(self) -> str:  # request UsersGet -> UserList | ErrorReply
+        return self._s("users", "get")
+
+    @property
+    def users_password(self) -> str:  # request UserPasswordSet -> UserList | ErrorReply
+        return self._s("users", "password")
+
+    @property
+    def users_changed(self) -> str:  # event UserList (after any change, from any front end)
+        return self._s("users", "changed")
+
+    # virtual media (owned by power: it builds QEMU's drives and speaks QMP)
+    @property
+    def media_insert(self) -> str:  # request MediaInsert -> MediaStatus | ErrorReply
+        return self._s("media", "insert")
+
+    @property
+    def media_eject(self) -> str:  # request MediaEject -> MediaStatus | ErrorReply
+        return self._s("media", "eject")
+
+    @property
+    def media_get(self) -> str:  # request MediaGet -> MediaStatus | ErrorReply
+        return self._s("media", "get")
+
+    @property
+    def media_changed(self) -> str:  # event MediaStatus
+        return self._s("media", "changed")
+
+    @property
+    def media_progress(self) -> str:  # event MediaProgress (a front end fetching an image)
+        return self._s("media", "progress")
+
     @staticmethod
     def all_nodes() -> str:
         return "bmc.>"
