@@ -172,13 +172,17 @@ async def _console(args) -> int:
         out.write(chunk)
     history_done = True
     out.flush()
-    sys.stderr.write("\r\n[qemu-bmc console: Ctrl-] leaves]\r\n")
-    sys.stderr.flush()
 
     loop = asyncio.get_running_loop()
     leave = asyncio.Event()
     stdin = sys.stdin.fileno()
     saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
+    if saved is not None:
+        # raw before the banner invites typing, and without TCSAFLUSH: keys typed
+        # right after the banner must reach the guest, not be echoed and discarded
+        tty.setraw(stdin, termios.TCSANOW)
+    sys.stderr.write("\r\n[qemu-bmc console: Ctrl-] leaves]\r\n")
+    sys.stderr.flush()
 
     def on_stdin() -> None:
         data = os.read(stdin, 1024)
@@ -189,8 +193,6 @@ async def _console(args) -> int:
             loop.create_task(bus.publish(subjects.console_in, data))
 
     try:
-        if saved is not None:
-            tty.setraw(stdin)
         loop.add_reader(stdin, on_stdin)
         if args.seconds:
             with contextlib.suppress(asyncio.TimeoutError):
