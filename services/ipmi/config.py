@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
-from bus.config import ConfigError, Settings, bmc_uuid, env_int, env_str, system_uuid
+from bus.config import ConfigError, Settings, bmc_uuid, env_choice, env_int, env_str, system_uuid
 from services.ipmi.crypto import SUITES
 from services.ipmi.wire import AUTH_MD5, AUTH_NONE, AUTH_PASSWORD
 from services.ipmi.users import UserStore
@@ -34,6 +34,7 @@ class IpmiConfig:
     lan_interface: str  # the interface `lan print` describes ("" = the default route's)
     sol_port: int  # the UDP port clients reach the BMC on, reported when SOL activates
     auth_failure_limit: int  # failed logins from one address in 30 s before it is locked out
+    kcs_socket: str = ""  # unix socket QEMU's ipmi-bmc-extern connects to ("" = no in-band IPMI)
 
     def system_guid(self) -> uuid.UUID:
         return system_uuid(self.bus.node)
@@ -73,12 +74,18 @@ def _v15_auth(env: Mapping[str, str], warnings: list[str]) -> tuple[int, ...]:
     return tuple(V15_AUTH_NAMES[n] for n in names)
 
 
+KCS_SOCKET_NAME = "ipmi-kcs.sock"  # in RUN_DIR; the power agent points QEMU at it
+
+
 def ipmi_config_from_env(env: Mapping[str, str] | None = None) -> IpmiConfig:
     env = os.environ if env is None else env
     users, warnings = UserStore.from_env(env)
     v15 = _v15_auth(env, warnings)
+    bus = Settings.from_env(env)
+    kcs = env_choice(env, "VM_IPMI_KCS", "on", ("on", "off")) == "on"
     return IpmiConfig(
-        bus=Settings.from_env(env),
+        bus=bus,
+        kcs_socket=os.path.join(bus.run_dir, KCS_SOCKET_NAME) if kcs else "",
         listen=env_str(env, "IPMI_LISTEN", "0.0.0.0"),
         port=env_int(env, "IPMI_PORT", 623, 1, 65535),
         suites=_suites(env, warnings),
