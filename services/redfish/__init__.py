@@ -1,0 +1,1 @@
+"""The Redfish front end: HTTPS resources over the bus (DSP0266), sessions, SSE events and virtual media."""
