@@ -20,6 +20,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from bus.config import redact_url
 from bus.messages import ErrorReply, Message
 
 log = logging.getLogger("bus")
@@ -174,13 +175,14 @@ async def connect(url: str, name: str, wait: float = 30.0) -> Bus:
     Raises BusUnavailable naming the URL when the server never answered. Once
     connected, the client reconnects by itself for as long as the process lives.
     """
+    shown = redact_url(url)  # a URL may carry a password (an exposed NATS_LISTEN): never log it
 
     async def on_disconnect() -> None:
         if not (made and made[0].closing):
-            log.warning("lost NATS at %s, reconnecting", url)
+            log.warning("lost NATS at %s, reconnecting", shown)
 
     async def on_reconnect() -> None:
-        log.info("reconnected to NATS at %s", url)
+        log.info("reconnected to NATS at %s", shown)
 
     async def on_error(exc: Exception) -> None:
         log.debug("NATS client error: %s", exc)
@@ -206,7 +208,7 @@ async def connect(url: str, name: str, wait: float = 30.0) -> Bus:
             last_error = exc
         if loop.time() >= deadline:
             why = str(last_error) or last_error.__class__.__name__
-            raise BusUnavailable(f"cannot reach NATS at {url} (NATS_URL) after {wait:g}s: {why}")
+            raise BusUnavailable(f"cannot reach NATS at {shown} (NATS_URL) after {wait:g}s: {why}")
         await asyncio.sleep(0.2)
 
 
