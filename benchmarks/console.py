@@ -30,7 +30,6 @@ import random
 import re
 import select
 import shutil
-import signal
 import socket
 import statistics
 import subprocess

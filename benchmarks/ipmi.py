@@ -1,6 +1,6 @@
-"""IPMI over LAN (RMCP+): qemu-bmc against OpenIPMI's ipmi_sim, same load, same run.
+"""IPMI over LAN (RMCP+): qemu-bmc against OpenIPMI's ipmi_sim and pyghmi's BMC server, same load, same run.
 
-Three measurements, each against both peers, all over UDP on 127.0.0.1:
+Three measurements, each against every peer, all over UDP on 127.0.0.1:
   1. latency of Get Chassis Status (netfn 0x00 cmd 0x01) inside one established
      RMCP+ session, requests sent one after another (p50, p99);
   2. session set-ups per second: Open Session, RAKP 1-4, Set Session Privilege
@@ -13,7 +13,8 @@ per-packet integrity, decryption, checksums, completion codes).
 
 qemu-bmc runs as the whole product on the host (scripts/entrypoint.sh, supervisord,
 nats-server, the services, QEMU with the test guest under TCG), like the tests'
-make_stack. ipmi_sim runs from config files written into a temporary directory.
+make_stack. ipmi_sim runs from config files written into a temporary directory;
+pyghmi's server (pyghmi.ipmi.bmc.Bmc) runs as its own process (benchmarks/_pyghmi_bmc.py).
 """
 
 from __future__ import annotations
@@ -403,6 +404,70 @@ class IpmiSim(Peer):
         return {"ipmi_sim": f"OpenIPMI {deb_version('openipmi')} (simulator {match.group(1) if match else '?'})"}
 
 
+class PyghmiServer(Peer):
+    """pyghmi's BMC server (pyghmi.ipmi.bmc.Bmc) in its own process on a loopback port,
+    like ipmi_sim: benchmarks/_pyghmi_bmc.py."""
+
+    name = "pyghmi"
+
+    def __init__(self):
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.tmp = tempfile.mkdtemp(prefix="pyghmi-bench-")
+        self.argv = [sys.executable, "-m", "benchmarks._pyghmi_bmc", "--port", str(self.port), "--address", HOST,
+                     "--user", USER, "--password", PASSWORD]
+        self.log_path = os.path.join(self.tmp, "pyghmi.log")
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchmarkError(f"the pyghmi BMC exited ({self.proc.returncode}); its output:\n{self.log_tail()}")
+
+    def wait_ready(self, deadline: float) -> None:
+        last = ""
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                session_setup(self.port, 3)
+                return
+            except (OSError, AssertionError) as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        raise BenchmarkError(f"the pyghmi BMC did not answer RMCP+ on {HOST}:{self.port} ({last}):\n{self.log_tail()}")
+
+    def server_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+        if os.environ.get("KEEP_BENCH_DIRS") != "1":
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def versions(self) -> dict[str, str]:
+        from importlib.metadata import version
+        return {"pyghmi": f"{version('pyghmi')} (pyghmi.ipmi.bmc.Bmc, CPython {sys.version.split()[0]})"}
+
+
 # --- the measurements ------------------------------------------------------------
 
 def suite_supported(port: int, suite: int) -> bool:
@@ -540,16 +605,22 @@ def run(args: argparse.Namespace) -> Result:
     with ExitStack() as stack:
         sim = IpmiSim()
         stack.callback(sim.stop)
+        pyg = PyghmiServer()
+        stack.callback(pyg.stop)
         bmc = QemuBmc(ensure_guest(), no_vm=no_vm)
         stack.callback(bmc.stop)
-        peers: list[Peer] = [bmc, sim]
-        say(f"starting ipmi_sim on {HOST}:{sim.port}/udp and the qemu-bmc stack on {HOST}:{bmc.port}/udp")
+        peers: list[Peer] = [bmc, sim, pyg]
+        say(f"starting ipmi_sim on {HOST}:{sim.port}/udp, the pyghmi BMC on {HOST}:{pyg.port}/udp and the "
+            f"qemu-bmc stack on {HOST}:{bmc.port}/udp")
         sim.start()
+        pyg.start()
         bmc.start()
         sim.wait_ready(time.monotonic() + 15)
+        pyg.wait_ready(time.monotonic() + 30)
         bmc.wait_ready(time.monotonic() + 120)
-        suite = 17 if suite_supported(sim.port, 17) and suite_supported(bmc.port, 17) else 3
-        say(f"both answer; using {SUITE_NAMES[suite]}")
+        # one suite for every peer (pyghmi's server offers 3 only; ipmi_sim refuses 17)
+        suite = 17 if all(suite_supported(p.port, 17) for p in peers) else 3
+        say(f"all answer; using {SUITE_NAMES[suite]}")
 
         latency, seq, conc, tool = {}, {}, {}, {}
         for peer in peers:
@@ -590,8 +661,9 @@ def run(args: argparse.Namespace) -> Result:
     ]
     errors = {n: seq[n]["errors"] + conc[n]["errors"] for n in names}
     notes = [
-        f"IPMI: {SUITE_NAMES[suite]} for both peers"
-        + ("" if suite == 17 else " (ipmi_sim refuses cipher suite 17 in Open Session)") + "; UDP on 127.0.0.1; "
+        f"IPMI: {SUITE_NAMES[suite]} for every peer"
+        + ("" if suite == 17 else " (ipmi_sim refuses cipher suite 17 in Open Session; pyghmi's server offers "
+           "suite 3 only)") + "; UDP on 127.0.0.1; "
         f"user `{USER}` at administrator privilege.",
         f"IPMI latency: {latency[names[0]]['n']} Get Chassis Status requests one after another inside one "
         f"session after {warmup} warm-up requests; time from send to answer, sealing and checking outside the "
@@ -601,12 +673,17 @@ def run(args: argparse.Namespace) -> Result:
         f"fresh UDP socket; failed set-ups (timeouts, 1 s): "
         + ", ".join(f"{n} {errors[n]}" for n in names) + ".",
         f"IPMI ipmitool: median wall time of {runs} `ipmitool -I lanplus -C {suite} ... power status` processes.",
-        "IPMI server CPU: user+system CPU of the answering process (qemu-bmc-ipmi; ipmi_sim) over the "
+        "IPMI server CPU: user+system CPU of the answering process (qemu-bmc-ipmi; ipmi_sim; the pyghmi "
+        "server) over the "
         "measurement, divided by the requests or set-ups done.",
         "qemu-bmc ran as the whole product on the host (entrypoint.sh: supervisord, nats-server, the services"
         + (", no VM (POWER_RESTORE_POLICY=always-off))." if no_vm else
            ", QEMU under TCG with the test guest booted and idle)."),
         "ipmi_sim ran from a temporary lan.conf (one LAN channel on 127.0.0.1, user 2 with administrator "
         "privilege) and a command file adding one enabled BMC at 0x20 (mc_setbmc, mc_add, mc_enable).",
+        "pyghmi ran its BMC server (pyghmi.ipmi.bmc.Bmc with a power bit: benchmarks/_pyghmi_bmc.py) as its own "
+        "Python process on 127.0.0.1, one administrator account; its failed set-ups are Open Session "
+        "answers whose status byte is not a status code (0x80, 0xb8, ...); the cause was not investigated (a "
+        "guess: it keeps sessions by client address and port, and a fresh socket can reuse a recent port).",
     ]
     return Result(rows, notes, versions)

@@ -18,5 +18,6 @@ fi
 # only the full, default run is the record: with arguments, leave docs/benchmarks.md alone
 doc=()
 (($#)) || doc=(--doc docs/benchmarks.md)
-# bounded: SIGTERM after 280 s (the benchmarks then stop what they started), SIGKILL 60 s later
-exec timeout --foreground -k 60 280 "$python" -m benchmarks "${doc[@]}" "$@"
+# bounded: SIGTERM after 900 s (the benchmarks then stop what they started), SIGKILL 60 s later;
+# a full run takes 6-8 minutes on 2 shared cores, more when the image must be built first
+exec timeout --foreground -k 60 900 "$python" -m benchmarks "${doc[@]}" "$@"
