@@ -250,9 +250,11 @@ def _check_config(_args) -> int:
     from services.ipmi.config import ipmi_config_from_env
     from services.net.plan import NetConfig
     from services.power.config import power_config_from_env
+    from services.redfish.config import redfish_config_from_env
     try:
         power_config_from_env()
         config = ipmi_config_from_env()
+        redfish_config_from_env()
     except ConfigError as exc:
         print(f"qemu-bmc: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,20 @@ def guest_dir() -> str:
     return GUEST_CACHE
 
 
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The product image, built once per session for every test that runs it."""
+    from dockerlab import IMAGE, build_image
+    return build_image(IMAGE, REPO)
+
+
+@pytest.fixture(scope="session")
+def provisioner_image() -> str:
+    """The lab's provisioner/switch image (containerlab/provisioner), built once."""
+    from dockerlab import PROVISIONER_IMAGE, build_image
+    return build_image(PROVISIONER_IMAGE, os.path.join(REPO, "containerlab", "provisioner"))
+
+
 @pytest.fixture
 def nats_server(tmp_path):
     """A real nats-server with JetStream on a free loopback port (ours: if the port
@@ -60,6 +74,7 @@ class Stack:
         self.ipmi_port = int(env["IPMI_PORT"])
         self.vnc_port = int(env["VNC_PORT"])
         self.console_port = int(env["CONSOLE_PORT"])
+        self.redfish_port = int(env["REDFISH_PORT"])
         self.log_path = os.path.join(root, "stack.log")
         self.proc: subprocess.Popen | None = None
 
@@ -129,7 +144,7 @@ def make_stack(tmp: str, guest: str, **overrides: str) -> Stack:
         "LOG_DIR": os.path.join(tmp, "log"), "QEMU_BMC_CONFIG_DIR": os.path.join(REPO, "configs"),
         "NODE_NAME": "testnode", "NATS_LISTEN": f"127.0.0.1:{nats_port}",
         "IPMI_PORT": str(free_port(__import__("socket").SOCK_DGRAM)), "VNC_PORT": str(free_port()),
-        "CONSOLE_PORT": str(free_port()),
+        "CONSOLE_PORT": str(free_port()), "REDFISH_PORT": str(free_port()),
         "QEMU_ACCEL": "tcg", "GUEST_DIR": guest, "IPMI_PASSWORD": "secret",
         "IPMI_USERS": "viewer:viewpw:user,ops:opspw:operator",
         # a name no host has: the host's own eth2+ must never be handed to a test VM

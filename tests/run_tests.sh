@@ -8,8 +8,9 @@ repo=$(pwd)
 log() { printf 'run_tests: %s\n' "$*" >&2; }
 
 packages=(qemu-system-x86 qemu-utils ipmitool freeipmi-tools nats-server docker.io debootstrap
-          busybox-static linux-image-cloud-amd64 kmod cpio gzip tmux iproute2 python3 python3-venv
-          ca-certificates openipmi ovmf dnsmasq-base)
+          busybox-static linux-image-amd64 kmod cpio gzip tmux iproute2 python3 python3-venv
+          ca-certificates openipmi ovmf dnsmasq-base chromium
+          xorriso isolinux syslinux-common grub-efi-amd64-bin mtools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,6 +41,13 @@ if [[ ! -f $guest_stamp ]]; then
   rm -rf "$QEMU_BMC_GUEST_CACHE"
   scripts/build-guest.sh "$QEMU_BMC_GUEST_CACHE" >/dev/null
   touch "$guest_stamp"
+fi
+
+# noVNC's browser code for the web console tests (files from Debian's novnc package)
+export QEMU_BMC_NOVNC_CACHE=${QEMU_BMC_NOVNC_CACHE:-/var/cache/qemu-bmc/novnc}
+if [[ ! -f $QEMU_BMC_NOVNC_CACHE/core/rfb.js ]]; then
+  log "fetching noVNC into $QEMU_BMC_NOVNC_CACHE"
+  scripts/fetch-novnc.sh "$QEMU_BMC_NOVNC_CACHE" >/dev/null
 fi
 
 # A Docker engine for the image tests

@@ -12,29 +12,13 @@ import uuid
 
 import pytest
 
+from dockerlab import docker
 from helpers import REPO, free_low_port, ipmitool, wait_for
 from test_stack_power import parse_trace
 
 pytestmark = pytest.mark.docker
-IMAGE = os.environ.get("QEMU_BMC_TEST_IMAGE", "qemu-bmc:test")
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed: {result.stderr}{result.stdout}")
-    return result
-
-
-@pytest.fixture(scope="session")
-def image() -> str:
-    base = os.environ.get("QEMU_BMC_BASE_IMAGE", "qemu-bmc-base:bookworm")
-    if docker("image", "inspect", base, check=False).returncode != 0:
-        subprocess.run([os.path.join(REPO, "scripts", "make-base-image.sh"), base], check=True, timeout=900)
-    build = subprocess.run(["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE, REPO],
-                           capture_output=True, text=True, timeout=1800)
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
-    return IMAGE
+# `docker` and the session-wide `image` fixture (one build per run) are shared
+# with test_containerlab.py: see dockerlab.py and conftest.py.
 
 
 class Container:
@@ -90,7 +74,7 @@ def test_supervisord_is_pid1_and_every_program_runs(container):
     assert "supervisord" in container.exec("cat", "/proc/1/cmdline").stdout
     programs = wait_for(lambda: (p := container.programs()) and all(v == "RUNNING" for v in p.values()) and p,
                         30, "all programs RUNNING")
-    assert set(programs) == {"nats", "qemu", "power", "ipmi", "console", "net"}
+    assert set(programs) == {"nats", "qemu", "power", "ipmi", "console", "net", "redfish"}
     assert "qemu-bmc-guest: boot complete" in container.exec("cat", "/var/log/qemu-bmc/console.log").stdout
 
 

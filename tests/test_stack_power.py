@@ -35,9 +35,9 @@ def wait_booted(stack, count: int) -> None:
 
 def test_every_program_runs_and_the_guest_boots(stack):
     status = wait_for(lambda: (s := stack.supervisor_status()) and
-                      all(s.get(p) == "RUNNING" for p in ("nats", "power", "ipmi", "console", "net", "qemu")) and s,
+                      all(s.get(p) == "RUNNING" for p in ("nats", "power", "ipmi", "console", "net", "redfish", "qemu")) and s,
                       30, "all programs RUNNING")
-    assert set(status) == {"nats", "power", "ipmi", "console", "net", "qemu"}
+    assert set(status) == {"nats", "power", "ipmi", "console", "net", "redfish", "qemu"}
     assert "qemu-bmc-guest: boot complete" in stack.console_log
     # every program logs with its name in front
     out = stack.output()

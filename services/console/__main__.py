@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 
+from services.lean import leave_out_aiohttp
+
+leave_out_aiohttp()  # before bus (and so nats-py) is imported
+
 from bus import ConfigError, Settings, Subjects, connect
 from bus.config import env_int, env_str
 from bus.logs import setup_logging

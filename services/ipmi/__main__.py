@@ -7,6 +7,10 @@ import logging
 import os
 import sys
 
+from services.lean import leave_out_aiohttp
+
+leave_out_aiohttp()  # before bus (and so nats-py) is imported
+
 import msgspec
 import nats.js.errors
 
@@ -20,10 +24,12 @@ from services.ipmi.commands import DeviceIdentity, guid_wire
 from services.ipmi.config import FIRMWARE_VERSION, ipmi_config_from_env
 from services.ipmi.lan import LanEndpoint, SessionNote, privilege_name
 from services.ipmi.server import IpmiDatagramServer
+from services.ipmi.kcs_server import KcsServer
 from services.ipmi.fru import FruInfo, build_fru
 from services.ipmi.sel import (EVENT_AUTH_FAILURE, EVENT_CRASH, EVENT_GUEST_RESTART, EVENT_HARD_RESET,
                                EVENT_POWER_OFF, EVENT_POWER_ON, PersistedSel, SelLog)
 from services.ipmi.users import PersistedUsers
+from services.ipmi.user_bus import UserBus
 from qemu_bmc import __version__
 
 USERS_KEY = "users"
@@ -56,6 +62,7 @@ async def run() -> None:
             await kv_holder[0].put(USERS_KEY, msgspec.json.encode(config.users.to_record()))
         except Exception as exc:
             log.error("could not persist users: %s", exc)
+        await user_bus.announce()
 
     sel = SelLog()
 
@@ -88,6 +95,8 @@ async def run() -> None:
                 f" ({privilege_name(note.privilege)}, suite {note.cipher_suite})" if note.what == "opened" else "")
         if not notes.full():
             notes.put_nowait(note)
+
+    user_bus = UserBus(config.users, endpoint, save_users, on_note)  # users.* for Redfish and others
 
     async def publish_notes(bus) -> None:
         while True:
@@ -136,6 +145,15 @@ async def run() -> None:
     log.info("listening on %s:%d/udp, cipher suites %s, session limit %d", config.listen, config.port,
              ",".join(map(str, config.suites)), config.session_limit)
     background = [asyncio.create_task(server.expire_loop()), asyncio.create_task(server.sol_loop())]
+    kcs = None
+    if config.kcs_socket:  # in-band IPMI (the guest's KCS interface), also before the bus
+        kcs = KcsServer(core, config.kcs_socket)
+        try:
+            await kcs.start()
+        except OSError as exc:
+            raise ConfigError("RUN_DIR", f"cannot listen on {config.kcs_socket} for in-band IPMI: {exc} "
+                                         "(or set VM_IPMI_KCS=off)") from None
+        log.info("in-band IPMI (KCS) on %s", config.kcs_socket)
     endpoint.accepting_sessions = False
 
     def accept_sessions_anyway() -> None:
@@ -161,6 +179,7 @@ async def run() -> None:
     except msgspec.DecodeError as exc:
         log.error("persisted users unreadable (%s); using the configured ones", exc)
     kv_holder.append(kv)
+    await user_bus.attach(bus, subjects)
     await save_users()
     endpoint.accepting_sessions = True
     try:
@@ -193,6 +212,8 @@ async def run() -> None:
     for task in background:
         task.cancel()
     transport.close()
+    if kcs is not None:
+        await kcs.close()
     await bus.close()
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 
+from services.lean import leave_out_aiohttp
+
+leave_out_aiohttp()  # before bus (and so nats-py) is imported
+
 from bus import Settings, Subjects, connect
 from bus.logs import setup_logging
 from bus.program import run_service, stop_requested

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+from services.lean import leave_out_aiohttp
+
+leave_out_aiohttp()  # before bus (and so nats-py) is imported
+
 from bus import connect, key_value
 from bus.logs import setup_logging
 from bus.program import run_service, stop_requested

@@ -23,8 +23,12 @@ from bus import Bus, BusError, Subjects
 from bus.messages import (BootGet, BootSet, BootStatus, ErrorReply, Message, PowerChanged,
                           PowerGet, PowerSet, PowerStatus, RestorePolicySet, VmEvent)
 from bus.messages import Nic, NicPlan, NicsGet
+from bus.messages import MediaEject, MediaGet, MediaInsert
+from services.power.media import (InsertedMedia, MediaError, allowed_media_dirs, change_medium_args,
+                                  check_image_path, eject_args, media_status)
 from services.power.config import PowerConfig
 from services.power.launch import write_plan
+from services.power.qemu_command import VIRTUAL_CD_DEVICE
 from services.power.qemu_command import (BootChoice, RuntimePaths, VmNic, build_argv, device_options,
                                          netdev_options, nic_fds, nic_ports)
 from services.power.supervisor import ProcessInfo, SupervisorControl, SupervisorError
@@ -71,6 +75,8 @@ class PersistedPower(msgspec.Struct, kw_only=True):
     boot_efi: bool = False
     restore_policy: str = ""  # set over IPMI/Redfish; "" means: POWER_RESTORE_POLICY
     restore_policy_env: str = ""  # POWER_RESTORE_POLICY when the policy was last set
+    media_path: str = ""  # the image in the virtual CD until ejected ("" = empty)
+    media_image_name: str = ""  # what the user named it (URL or file name)
 
 
 class PowerAgent:
@@ -87,6 +93,7 @@ class PowerAgent:
             console_log=os.path.join(config.bus.log_dir, "console.raw.log"),
             vnc_secret_file=os.path.join(run, "vnc-password"),
             efi_vars=os.path.join(config.bus.state_dir, "efi-vars.fd"),
+            ipmi_socket=os.path.join(run, "ipmi-kcs.sock"),  # the IPMI service listens there
         )
         self.state = "off"
         self.last_cause = ""
@@ -102,6 +109,7 @@ class PowerAgent:
         self._booted_with: tuple[str, bool] = ("none", False)  # boot device and EFI flag QEMU started with
         self.container_stopping = False  # set by shutdown_guest: power changes now are not the user's
         self._init_nics()
+        self.media_dirs = allowed_media_dirs(config.bus.state_dir, config.media_dir)
 
     # --- start-up ------------------------------------------------------------
 
@@ -120,6 +128,9 @@ class PowerAgent:
         await self.bus.serve(s.boot_get, BootGet, self.handle_boot_get)
         await self.bus.serve(s.power_policy, RestorePolicySet, self.handle_policy_set)
         await self.bus.subscribe_raw(s.console_break, self.handle_serial_break)
+        await self.bus.serve(s.media_insert, MediaInsert, self.handle_media_insert)
+        await self.bus.serve(s.media_eject, MediaEject, self.handle_media_eject)
+        await self.bus.serve(s.media_get, MediaGet, self.handle_media_get)
         await self._start_nics()
         marker = os.path.join(self.config.bus.run_dir, RESTORE_MARKER)
         if not os.path.exists(marker):
@@ -269,7 +280,8 @@ class PowerAgent:
             return
         boot = BootChoice(self.persisted.boot_device, self.persisted.boot_efi, self.persisted.boot_persistent)
         nics, ports = await self._nics_for_power_on()
-        argv = build_argv(self.config.vm, self.paths, boot, self.config.bus.node, nics, ports)
+        argv = build_argv(self.config.vm, self.paths, boot, self.config.bus.node, nics, ports,
+                          media=await self._media_for_power_on())
         if self.config.vm.vnc_password:
             fd = os.open(self.paths.vnc_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -413,6 +425,75 @@ class PowerAgent:
         log.info("power %s (%s)", state, cause)
         await self.bus.publish(self.subjects.power_changed,
                                PowerChanged(state=state, cause=cause, action=ACTION_BY_CAUSE.get(cause, "")))
+
+    # --- virtual media: the CD drive QEMU always has ----------------------------
+
+    @property
+    def inserted_media(self) -> InsertedMedia:
+        return InsertedMedia(self.persisted.media_path, self.persisted.media_image_name)
+
+    async def handle_media_get(self, _req: MediaGet) -> Message:
+        return media_status(self.inserted_media)
+
+    async def handle_media_insert(self, req: MediaInsert) -> Message:
+        async with self._lock:
+            try:
+                path = check_image_path(req.path, self.media_dirs)
+                if self.state == "on":
+                    await self._qmp_media("blockdev-change-medium", change_medium_args(VIRTUAL_CD_DEVICE, path))
+            except (MediaError, PowerError) as exc:
+                log.warning("media insert %s refused: %s", req.path, exc)
+                return ErrorReply(code=exc.code, message=str(exc))
+            self.persisted.media_path = path
+            self.persisted.media_image_name = req.image_name or os.path.basename(path)
+            await self._save()
+        log.info("virtual CD: %s inserted%s", path, f" by {req.source}" if req.source else "")
+        return await self._media_changed()
+
+    async def handle_media_eject(self, req: MediaEject) -> Message:
+        async with self._lock:
+            if self.state == "on" and self.persisted.media_path:
+                try:
+                    await self._qmp_media("eject", eject_args(VIRTUAL_CD_DEVICE))
+                except PowerError as exc:
+                    log.warning("media eject refused: %s", exc)
+                    return ErrorReply(code=exc.code, message=str(exc))
+            was = self.persisted.media_path
+            self.persisted.media_path = self.persisted.media_image_name = ""
+            await self._save()
+        if was:
+            log.info("virtual CD: %s ejected%s", was, f" by {req.source}" if req.source else "")
+        return await self._media_changed()
+
+    async def _media_changed(self) -> Message:
+        status = media_status(self.inserted_media)
+        await self.bus.publish(self.subjects.media_changed, status)
+        return status
+
+    async def _media_for_power_on(self) -> str:
+        """The image for the QEMU about to start; one that has gone away is ejected
+        (a missing file would stop QEMU from starting at all)."""
+        path = self.persisted.media_path
+        if not path:
+            return ""
+        try:
+            return check_image_path(path, self.media_dirs)
+        except MediaError as exc:
+            log.error("virtual CD image unusable, ejected: %s", exc)
+            self.persisted.media_path = self.persisted.media_image_name = ""
+            await self._save()
+            await self.bus.publish(self.subjects.media_changed, media_status(self.inserted_media))
+            return ""
+
+    async def _qmp_media(self, command: str, arguments: dict):
+        if self._qmp is None:
+            raise PowerError("qmp-unavailable", "no QMP connection to QEMU")
+        try:
+            return await asyncio.wait_for(self._qmp.execute(command, arguments), 10)
+        except ExecuteError as exc:  # QEMU's own words, e.g. "Could not open ...: Permission denied"
+            raise PowerError("qmp-failed", f"QEMU refused {command}: {exc}") from None
+        except (StateError, asyncio.TimeoutError, ConnectionError, EOFError) as exc:
+            raise PowerError("qmp-failed", f"QMP {command} failed: {exc}") from None
 
     # --- NICs: the net service's plan, and hot-plug ----------------------------
     #

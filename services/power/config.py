@@ -33,6 +33,7 @@ class VmConfig:
     qemu_binary: str
     nic_model: str = "virtio-net-pci"  # QEMU device of every NIC (VM_NIC_MODEL)
     nic_hotplug_slots: int = 4  # spare PCIe root ports for NICs added while the VM runs
+    ipmi_kcs: bool = True  # VM_IPMI_KCS: a KCS interface wired to the IPMI service (in-band IPMI)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class PowerConfig:
     restore_policy: str
     soft_off_timeout: float  # container stop: how long the guest may take to power off
     net_wait_timeout: int = 120  # NET_WAIT_TIMEOUT: how long a power-on waits for CLAB_INTFS NICs
+    media_dir: str = ""  # MEDIA_DIR: images mounted into the container that may be inserted
 
 
 def kvm_usable(path: str = "/dev/kvm") -> bool:
@@ -106,6 +108,7 @@ def vm_config_from_env(env: Mapping[str, str]) -> VmConfig:
         qemu_binary=env_str(env, "QEMU_BINARY", "qemu-system-x86_64"),
         nic_model=env_choice(env, "VM_NIC_MODEL", "virtio-net-pci", NIC_MODELS),
         nic_hotplug_slots=env_int(env, "VM_NIC_HOTPLUG_SLOTS", 4, 0, 32),
+        ipmi_kcs=env_choice(env, "VM_IPMI_KCS", "on", ("on", "off")) == "on",
     )
 
 
@@ -118,4 +121,12 @@ def power_config_from_env(env: Mapping[str, str] | None = None) -> PowerConfig:
                                   ("always-on", "always-off", "previous")),
         soft_off_timeout=float(env_int(env, "SOFT_OFF_TIMEOUT", 20, 1, 3600)),
         net_wait_timeout=env_int(env, "NET_WAIT_TIMEOUT", 120, 0, 3600),
+        media_dir=_media_dir(env),
     )
+
+
+def _media_dir(env: Mapping[str, str]) -> str:
+    media_dir = env.get("MEDIA_DIR", "").strip()
+    if media_dir and not os.path.isdir(media_dir):
+        raise ConfigError("MEDIA_DIR", f"{media_dir} is not a directory (mount it into the container)")
+    return media_dir

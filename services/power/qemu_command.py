@@ -20,6 +20,7 @@ class RuntimePaths:
     console_log: str
     vnc_secret_file: str  # holds VNC_PASSWORD (0600) when one is set
     efi_vars: str = ""  # this node's UEFI variable store (a copy of OVMF_VARS, kept in STATE_DIR)
+    ipmi_socket: str = ""  # the IPMI service's in-band (KCS) socket, in RUN_DIR
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,45 @@ def nic_fds(nics: Sequence[VmNic]) -> dict[str, str]:
     return {nic.fd_placeholder: nic.tap_device for nic in nics if nic.tap_device}
 
 
+def ipmi_kcs_argv(vm: VmConfig, paths: RuntimePaths) -> list[str]:
+    """In-band IPMI: a KCS interface whose BMC is the IPMI service, over QEMU's
+    external-BMC protocol. QEMU is the socket's client and reconnects every
+    second when the IPMI service restarts (or is not there yet)."""
+    if not vm.ipmi_kcs or not paths.ipmi_socket:
+        return []
+    return ["-chardev", f"socket,id=ipmi0,path={paths.ipmi_socket},reconnect=1",
+            "-device", "ipmi-bmc-extern,id=bmc0,chardev=ipmi0",
+            "-device", "isa-ipmi-kcs,bmc=bmc0"]
+
+
+VIRTUAL_CD_DRIVE = "vmedia-cd"  # block backend of the virtual-media CD (always present, maybe empty)
+VIRTUAL_CD_DEVICE = "vmedia-cd-dev"  # its guest-visible drive: QMP blockdev-change-medium/eject take this id
+
+
+def _qemu_opt(value: str) -> str:
+    """A value inside a QEMU option list: commas are doubled (QEMU's escape)."""
+    return value.replace(",", ",,")
+
+
+def virtual_cd_argv(vm: VmConfig, boot: BootChoice, media: str) -> list[str]:
+    """The virtual-media CD drive: present at every power-on so an image can be
+    inserted into the running VM, and holding `media` when one is inserted.
+
+    q35's AHCI has one drive per port (ide.0-ide.5; VM_CDROM takes ide.2), the pc
+    machine's IDE two per bus: the CD sits on a port nothing else uses. OVMF boots
+    in the order of the "bootorder" fw_cfg file (bootindex), not -boot once=d."""
+    drive = f"if=none,id={VIRTUAL_CD_DRIVE},media=cdrom,readonly=on"
+    if media:
+        drive += f",file={_qemu_opt(media)},format=raw"
+    bus = "bus=ide.3" if has_pcie_ports(vm) else "bus=ide.1,unit=1"
+    device = f"ide-cd,drive={VIRTUAL_CD_DRIVE},id={VIRTUAL_CD_DEVICE},{bus}"
+    if boot.device == "cdrom" and boot.efi:
+        device += ",bootindex=0"
+    return ["-drive", drive, "-device", device]
+
+
 def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str,
-               nics: Sequence[VmNic] = (), ports: Sequence[str] = ()) -> list[str]:
+               nics: Sequence[VmNic] = (), ports: Sequence[str] = (), media: str = "") -> list[str]:
     argv = [
         vm.qemu_binary,
         "-name", f"{node},debug-threads=on",
@@ -152,6 +190,7 @@ def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str,
         argv += ["-drive", f"file={vm.disk},format={vm.disk_format},if=virtio,index=0"]
     if vm.cdrom:
         argv += ["-drive", f"file={vm.cdrom},media=cdrom,if=ide,index=2,readonly=on"]
+    argv += virtual_cd_argv(vm, boot, media)
     if boots_embedded_guest:
         argv += ["-kernel", os.path.join(vm.guest_dir, "vmlinuz"),
                  "-initrd", os.path.join(vm.guest_dir, "initrd.img"),
@@ -164,5 +203,6 @@ def build_argv(vm: VmConfig, paths: RuntimePaths, boot: BootChoice, node: str,
     if boot.efi:
         argv += efi_firmware_args(paths.efi_vars)
     argv += nic_argv(vm, nics, ports)
+    argv += ipmi_kcs_argv(vm, paths)
     argv += list(vm.extra_args)
     return argv
