@@ -42,7 +42,8 @@ from contextlib import ExitStack
 
 from benchmarks import Result, Row
 from benchmarks.ipmi import (BOOT_BANNER, HOST, LAN_CONF, PASSWORD, SUITE_NAMES, USER, BenchmarkError, IpmiSim,
-                             QemuBmc, cpu_seconds, deb_version, ensure_guest, percentile, suite_supported)
+                             QemuBmc, cpu_seconds, deb_version, ensure_guest, percentile, stop_process,
+                             suite_supported)
 
 NAME = "console"
 PROMPT = b"guest# "
@@ -337,13 +338,7 @@ class SimGuest:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         if self._log is not None:
             self._log.close()
 
@@ -376,6 +371,78 @@ class SimSol(IpmiSim):
             except OSError:
                 pass
         return out
+
+
+class SyntheticSerial:
+    """A serial port with no guest behind it: a TCP server that ipmi_sim's SOL connects
+    to, which writes whatever `feed` is given as fast as the connection takes it."""
+
+    proc = None  # no process of its own (SimSol's CPU accounting skips it)
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.serial_port = self.listener.getsockname()[1]
+        self.conn: socket.socket | None = None
+
+    def check_alive(self) -> None: ...
+
+    def wait_connected(self, timeout: float) -> None:
+        self.listener.settimeout(timeout)
+        try:
+            self.conn, _ = self.listener.accept()
+        except socket.timeout:
+            raise BenchmarkError("ipmi_sim did not connect its SOL to the synthetic serial port") from None
+        self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def feed(self, data: bytes) -> None:
+        assert self.conn is not None
+        self.conn.sendall(data)
+
+    def stop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.listener.close()
+
+
+def bus_feeder(nats_url: str, subject: str):
+    """Publish raw bytes on the bus as the console relay would (NATS' text protocol on a
+    plain socket: the benchmark stays synchronous)."""
+    host, port = nats_url.split("//", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.recv(4096)  # INFO
+    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"name":"console-bench"}\r\n')
+
+    def feed(data: bytes) -> None:
+        for at in range(0, len(data), 4096):  # the relay's messages are at most a read's worth
+            chunk = data[at:at + 4096]
+            sock.sendall(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(chunk), chunk))
+    return feed, sock
+
+
+def measure_capacity(term: Terminal, feed, lines: int, budget: float) -> dict:
+    """The SOL path alone, no guest: numbered lines fed in at the BMC's serial input as fast
+    as it takes them, timed until the end marker is read from the SOL client."""
+    tag = uuid.uuid4().hex[:8]
+    start_mark, end_mark = f"CAP-START-{tag}".encode(), f"CAP-END-{tag}".encode()
+    payload = start_mark + b"\r\n" + b"".join(b"%d\r\n" % n for n in range(1, lines + 1)) + end_mark + b"\r\n"
+    term.drain(0.2, 2)
+    begin = len(term.output)
+    t0 = time.perf_counter()
+    feed(payload)
+    timed_out = False
+    try:
+        end = term.read_until(end_mark + b"\r\n", budget, begin)
+    except BenchmarkError:
+        timed_out = True
+        end = len(term.output)
+    elapsed = time.perf_counter() - t0
+    text = bytes(term.output[begin:end])
+    body = text.split(start_mark, 1)[1].split(end_mark, 1)[0] if start_mark in text else b""
+    got = numbered(body)
+    lost = lines_lost(got, lines, timed_out)
+    term.drain(0.3, 5 if not timed_out else 30)
+    return {"kib_s": len(body) / 1024 / elapsed, "bytes": len(body), "seconds": elapsed, "lost": lost,
+            "timed_out": timed_out, "received": len(got)}
 
 
 # --- the measurements ------------------------------------------------------------
@@ -418,6 +485,13 @@ def numbered(body: bytes) -> list[int]:
     return [int(line) for line in re.split(rb"\r?\n", body) if line.strip().isdigit()]
 
 
+def lines_lost(got: list[int], lines: int, timed_out: bool) -> int:
+    """Numbers of 1..lines missing; on a time-out, what had not come yet is late, not
+    lost: only gaps below the last line that came count."""
+    upto = lines if not timed_out else max([n for n in got if 1 <= n <= lines], default=0)
+    return len(set(range(1, upto + 1)) - set(got))
+
+
 def measure_bulk(term: Terminal, lines: int, budget: float) -> dict:
     """`seq 1 lines` between markers: bytes per second from Enter to the end marker, lost lines."""
     term.prompt()
@@ -446,11 +520,8 @@ def measure_bulk(term: Terminal, lines: int, budget: float) -> dict:
         term.send(b"\x03")  # stop seq; let the rest arrive and be thrown away
         term.drain(0.5, 20)
     got = numbered(body)
-    expected = range(1, lines + 1)
-    # on a time-out, what had not come yet is late, not lost: count gaps below the last line that came
-    upto = lines if not timed_out else max([n for n in got if 1 <= n <= lines], default=0)
-    lost = len(set(range(1, upto + 1)) - set(got))
-    in_order = got == list(expected)
+    lost = lines_lost(got, lines, timed_out)
+    in_order = got == list(range(1, lines + 1))
     term.prompt(30)
     return {"kib_s": len(body) / 1024 / elapsed, "bytes": len(body), "seconds": elapsed, "lost": lost,
             "in_order": in_order, "timed_out": timed_out, "received": len(got)}
@@ -576,6 +647,34 @@ def run(args: argparse.Namespace) -> Result:
             finally:
                 term.close()
             peer.check_alive()
+        # the SOL path's own capacity: the same bytes fed in at each BMC's serial input, no guest
+        capacity_lines = 5000 if quick else 60_000
+        capacity: dict[str, dict] = {}
+        feed, feed_sock = bus_feeder(f"nats://{bmc.env['NATS_LISTEN']}", "bmc.bench.console.out")
+        stack.callback(feed_sock.close)
+        term = SolTerminal(bmc.port, suite, "qemu-bmc SOL (bus-fed)")
+        try:
+            capacity["sol:qemu-bmc"] = measure_capacity(term, feed, capacity_lines, bulk_budget)
+            say(f"SOL capacity qemu-bmc: {capacity['sol:qemu-bmc']['kib_s']:.1f} KiB/s")
+        finally:
+            term.close()
+        if with_sim and shutil.which("ipmi_sim"):
+            synthetic = SyntheticSerial()
+            stack.callback(synthetic.stop)
+            cap_sim = SimSol(synthetic)
+            stack.callback(cap_sim.stop)
+            try:
+                cap_sim.start()
+                cap_sim.wait_ready(time.monotonic() + 15)
+                term = SolTerminal(cap_sim.port, suite, "ipmi_sim SOL (synthetic serial)")
+                try:
+                    synthetic.wait_connected(10)
+                    capacity["sol:ipmi_sim"] = measure_capacity(term, synthetic.feed, capacity_lines, bulk_budget)
+                    say(f"SOL capacity ipmi_sim: {capacity['sol:ipmi_sim']['kib_s']:.1f} KiB/s")
+                finally:
+                    term.close()
+            except BenchmarkError as exc:
+                say(f"ipmi_sim SOL capacity not measured: {exc}")
         versions.update(bmc.versions())
         if sim:
             versions.update(sim.versions())
@@ -599,6 +698,9 @@ def run(args: argparse.Namespace) -> Result:
             sol_ref),
         Row(NAME, "SOL bulk output", "KiB/s", values(bulk, "sol", "kib_s"), False, BULK_LIMIT_KIBS, None, sol_ref),
         Row(NAME, "SOL bulk lines lost", "lines", values(bulk, "sol", "lost"), True, 0),
+        Row(NAME, "SOL path capacity (no guest)", "KiB/s", values(capacity, "sol", "kib_s"), False,
+            BULK_LIMIT_KIBS, None, "ipmi_sim" if "sol:ipmi_sim" in capacity else None),
+        Row(NAME, "SOL path capacity lines lost", "lines", values(capacity, "sol", "lost"), True, 0),
         Row(NAME, "TCP console keystroke echo p50", "ms", values(echo, "tcp", "p50"), True, None, None, tcp_ref),
         Row(NAME, "TCP console keystroke echo p99", "ms", values(echo, "tcp", "p99"), True, None, None, tcp_ref),
         Row(NAME, "TCP console bulk output", "KiB/s", values(bulk, "tcp", "kib_s"), False, None, None, tcp_ref),
@@ -641,6 +743,14 @@ def run(args: argparse.Namespace) -> Result:
         "idle before measuring; one path measured at a time (bare socket, qemu-bmc SOL, qemu-bmc TCP console, "
         "ipmi_sim SOL), the other guest idle.",
     ]
+    notes.append(
+        f"SOL path capacity: the guest under TCG prints only ~30-50 KiB/s (the bare-socket column), so the bulk "
+        f"row measures the guest. Here {capacity_lines} numbered lines are fed in where the BMC takes serial "
+        "output, as fast as it takes them: for qemu-bmc published on bmc.<node>.console.out (as the console "
+        "relay does, 4 KiB per message), for ipmi_sim written to the TCP socket its `sol` directive connects "
+        "to; read by `ipmitool sol activate`, timed to the end marker, every line checked. "
+        + "; ".join(f"{k.split(':')[1]}: {r['bytes']} bytes in {r['seconds']:.2f} s, {r['lost']} lost"
+                    + (" (timed out)" if r["timed_out"] else "") for k, r in capacity.items()) + ".")
     if "sol:ipmi_sim" in echo:
         notes.append("ipmi_sim SOL: the lan.conf of the IPMI benchmark plus `sol \"tcp:127.0.0.1:PORT\" 115200` "
                      "on the BMC at 0x20, which connects SOL on channel 1 to the second QEMU's serial socket "

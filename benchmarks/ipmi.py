@@ -184,6 +184,69 @@ class Peer:
     def check_alive(self) -> None: ...
 
 
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+class ServerProcess(Peer):
+    """A peer BMC that is one local process on a loopback UDP port, its output in
+    `log_path` under its own temporary directory."""
+
+    label = ""  # how errors name it
+
+    def __init__(self, tmp_prefix: str, log_name: str):
+        self.tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.log_path = os.path.join(self.tmp, log_name)
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def spawn(self, argv: list[str], cwd: str) -> None:
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchmarkError(f"{self.label} exited ({self.proc.returncode}); its output:\n{self.log_tail()}")
+
+    def wait_ready(self, deadline: float) -> None:
+        last = ""
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                session_setup(self.port, 3)
+                return
+            except (OSError, AssertionError) as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        raise BenchmarkError(f"{self.label} did not answer RMCP+ on {HOST}:{self.port} ({last}):\n{self.log_tail()}")
+
+    def server_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        if self._log is not None:
+            self._log.close()
+        if os.environ.get("KEEP_BENCH_DIRS") != "1":
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+
 class QemuBmc(Peer):
     """The whole product on the host, as supervisord runs it in the container."""
 
@@ -328,18 +391,18 @@ mc_enable 0x20
 """
 
 
-class IpmiSim(Peer):
+class IpmiSim(ServerProcess):
     """OpenIPMI's BMC simulator, listening on loopback only."""
 
     name = "ipmi_sim"
+    label = "ipmi_sim"
 
     def __init__(self):
         self.binary = shutil.which("ipmi_sim")
         if self.binary is None:
             raise BenchmarkError("ipmi_sim not found: the IPMI benchmark compares against OpenIPMI's ipmi_sim; "
                                  "install it with `apt-get install -y openipmi`")
-        self.tmp = tempfile.mkdtemp(prefix="ipmi-sim-bench-")
-        self.port = free_port(socket.SOCK_DGRAM)
+        super().__init__("ipmi-sim-bench-", "ipmi_sim.log")
         self.lan_conf = os.path.join(self.tmp, "lan.conf")
         self.cmd_file = os.path.join(self.tmp, "bmc.emu")
         self.state_dir = os.path.join(self.tmp, "state")
@@ -348,55 +411,14 @@ class IpmiSim(Peer):
             f.write(LAN_CONF.format(host=HOST, port=self.port, user=USER, password=PASSWORD))
         with open(self.cmd_file, "w") as f:
             f.write(EMULATOR_COMMANDS)
-        self.log_path = os.path.join(self.tmp, "ipmi_sim.log")
-        self.proc: subprocess.Popen | None = None
-        self._log = None
 
     def start(self) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "-c", self.lan_conf, "-f", self.cmd_file, "-s", self.state_dir,
-                                      "-n"], cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.spawn([self.binary, "-c", self.lan_conf, "-f", self.cmd_file, "-s", self.state_dir, "-n"], self.tmp)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             raise BenchmarkError(f"ipmi_sim exited ({self.proc.returncode}); its output:\n{self.log_tail()}\n"
                                  f"(config in {self.lan_conf}, {self.cmd_file})")
-
-    def wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                session_setup(self.port, 3)
-                return
-            except (OSError, AssertionError) as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise BenchmarkError(f"ipmi_sim did not answer RMCP+ on {HOST}:{self.port} ({last}):\n{self.log_tail()}")
-
-    def server_pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-        if os.environ.get("KEEP_BENCH_DIRS") != "1":
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def log_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-3000:]
-        except OSError:
-            return ""
 
     def versions(self) -> dict[str, str]:
         banner = command_output(self.binary, "-v")
@@ -404,64 +426,20 @@ class IpmiSim(Peer):
         return {"ipmi_sim": f"OpenIPMI {deb_version('openipmi')} (simulator {match.group(1) if match else '?'})"}
 
 
-class PyghmiServer(Peer):
+class PyghmiServer(ServerProcess):
     """pyghmi's BMC server (pyghmi.ipmi.bmc.Bmc) in its own process on a loopback port,
     like ipmi_sim: benchmarks/_pyghmi_bmc.py."""
 
     name = "pyghmi"
+    label = "the pyghmi BMC"
 
     def __init__(self):
-        self.port = free_port(socket.SOCK_DGRAM)
-        self.tmp = tempfile.mkdtemp(prefix="pyghmi-bench-")
+        super().__init__("pyghmi-bench-", "pyghmi.log")
         self.argv = [sys.executable, "-m", "benchmarks._pyghmi_bmc", "--port", str(self.port), "--address", HOST,
                      "--user", USER, "--password", PASSWORD]
-        self.log_path = os.path.join(self.tmp, "pyghmi.log")
-        self.proc: subprocess.Popen | None = None
-        self._log = None
 
     def start(self) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise BenchmarkError(f"the pyghmi BMC exited ({self.proc.returncode}); its output:\n{self.log_tail()}")
-
-    def wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                session_setup(self.port, 3)
-                return
-            except (OSError, AssertionError) as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise BenchmarkError(f"the pyghmi BMC did not answer RMCP+ on {HOST}:{self.port} ({last}):\n{self.log_tail()}")
-
-    def server_pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-        if os.environ.get("KEEP_BENCH_DIRS") != "1":
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def log_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-3000:]
-        except OSError:
-            return ""
+        self.spawn(self.argv, REPO)
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version

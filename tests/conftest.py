@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -155,19 +155,30 @@ def make_stack(tmp: str, guest: str, **overrides: str) -> Stack:
     return Stack(tmp, env)
 
 
+@contextlib.contextmanager
+def booted_stack(guest: str, prefix: str, prepare=None, boot_timeout: float = 90, **overrides: str):
+    """A stack in a fresh directory, started, its guest booted once; stopped and removed
+    afterwards (kept with KEEP_TEST_DIRS=1). `prepare(stack)` runs before the start."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    s = make_stack(tmp, guest, **overrides)
+    try:
+        if prepare is not None:
+            prepare(s)
+        s.start()
+        wait_for(lambda: s.boots() >= 1, boot_timeout, "the guest's first boot banner")
+        yield s
+    finally:
+        if s.proc is not None:
+            s.stop()
+        if os.environ.get("KEEP_TEST_DIRS") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def stack(guest_dir):
     """A running stack (always-on policy) whose guest has booted once."""
-    tmp = tempfile.mkdtemp(prefix="qemu-bmc-stack-")
-    s = make_stack(tmp, guest_dir)
-    s.start()
-    try:
-        wait_for(lambda: s.boots() >= 1, 60, "the guest's first boot banner")
+    with booted_stack(guest_dir, "qemu-bmc-stack-") as s:
         yield s
-    finally:
-        s.stop()
-        if os.environ.get("KEEP_TEST_DIRS") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def pytest_runtest_makereport(item, call):

@@ -8,16 +8,14 @@ import os
 import pty
 import re
 import select
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
 
-from conftest import make_stack
+from conftest import booted_stack
 from helpers import free_low_port, wait_for
 
 pytestmark = pytest.mark.vm
@@ -27,16 +25,10 @@ LINES = 150_000  # `seq 1 150000` prints about 1 MiB
 @pytest.fixture(scope="module")
 def stack(guest_dir):
     """A stack whose guest boots without `quiet`: the kernel's first lines are on the console."""
-    tmp = tempfile.mkdtemp(prefix="qemu-bmc-sol-")
     port = str(free_low_port())
-    s = make_stack(tmp, guest_dir, GUEST_APPEND="console=ttyS0", IPMI_PORT=port, IPMI_SOL_PORT=port)
-    s.start()
-    try:
-        wait_for(lambda: s.boots() >= 1, 90, "the guest's first boot")
+    with booted_stack(guest_dir, "qemu-bmc-sol-", GUEST_APPEND="console=ttyS0", IPMI_PORT=port,
+                      IPMI_SOL_PORT=port) as s:
         yield s
-    finally:
-        s.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ipmitool_argv(stack, *args: str) -> list[str]:

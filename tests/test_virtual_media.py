@@ -18,7 +18,7 @@ from bus.client import RemoteError
 from bus.config import ConfigError
 from bus.messages import BootGet, BootStatus, ErrorReply, MediaEject, MediaGet, MediaInsert, MediaStatus, \
     PowerGet, PowerStatus
-from conftest import make_stack
+from conftest import booted_stack
 from helpers import REPO, wait_for
 from services.power.config import power_config_from_env, vm_config_from_env
 from services.power.media import MediaError, allowed_media_dirs, check_image_path
@@ -192,20 +192,17 @@ class BusSession:
 
 @pytest.fixture(scope="module")
 def media_stack(guest_dir):
-    tmp = tempfile.mkdtemp(prefix="qemu-bmc-media-")
-    mounted = os.path.join(tmp, "isos")
-    os.makedirs(mounted)
-    s = make_stack(tmp, guest_dir, MEDIA_DIR=mounted)
-    os.makedirs(os.path.join(s.env["STATE_DIR"], "media"))
-    make_bootable_iso(os.path.join(mounted, "guest-cd.iso"), guest_dir)
-    s.start()
+    mounted = tempfile.mkdtemp(prefix="qemu-bmc-media-isos-")  # a directory mounted into the container
+
+    def prepare(s) -> None:
+        os.makedirs(os.path.join(s.env["STATE_DIR"], "media"))
+        make_bootable_iso(os.path.join(mounted, "guest-cd.iso"), guest_dir)
+
     try:
-        wait_for(lambda: s.boots() >= 1, 90, "the guest's first boot banner")
-        yield s
+        with booted_stack(guest_dir, "qemu-bmc-media-", prepare, MEDIA_DIR=mounted) as s:
+            yield s
     finally:
-        s.stop()
-        if os.environ.get("KEEP_TEST_DIRS") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(mounted, ignore_errors=True)
 
 
 def planned_cd_drive(stack) -> str:

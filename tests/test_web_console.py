@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import ssl
-import tempfile
 
 import aiohttp
 import pytest
 
 from cdp import Browser
-from conftest import make_stack
+from conftest import booted_stack
 from helpers import REPO, wait_for
 
 pytestmark = pytest.mark.vm
@@ -29,16 +27,8 @@ def stack(guest_dir):
     if not os.path.isfile(os.path.join(NOVNC_CACHE, "core", "rfb.js")):
         import subprocess
         subprocess.run([os.path.join(REPO, "scripts", "fetch-novnc.sh"), NOVNC_CACHE], check=True)
-    tmp = tempfile.mkdtemp(prefix="qemu-bmc-web-")
-    s = make_stack(tmp, guest_dir, NOVNC_DIR=NOVNC_CACHE)
-    s.start()
-    try:
-        wait_for(lambda: s.boots() >= 1, 90, "the guest's first boot")
+    with booted_stack(guest_dir, "qemu-bmc-web-", NOVNC_DIR=NOVNC_CACHE) as s:
         yield s
-    finally:
-        s.stop()
-        if os.environ.get("KEEP_TEST_DIRS") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def url(stack, path: str = "/console") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from services.ipmi.boot_options import BootFlags, UnsupportedBootFlags, decode_boot_flags
-from services.ipmi.commands import (CC_INVALID_FIELD, CC_OK, CC_REQUEST_LENGTH, BackendError, CommandCore,
+from services.ipmi.commands import (CC_INVALID_FIELD, CC_OK, CC_REQUEST_LENGTH, CommandCore,
                                     NETFN_CHASSIS)
 from services.ipmi.session import PRIV_OPERATOR, PRIV_USER
 

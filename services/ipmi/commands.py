@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
-from services.ipmi.session import PRIV_ADMIN, PRIV_OPERATOR, PRIV_USER
+from services.ipmi.session import PRIV_ADMIN, PRIV_USER
 
 NETFN_CHASSIS, NETFN_APP = 0x00, 0x06
 LAN_CHANNEL = 1

@@ -7,7 +7,6 @@ AES-CBC-128 confidentiality), table 22-20 (cipher suite IDs).
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import os
 from dataclasses import dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from services.ipmi import wire
 from services.ipmi.crypto import (SUITES, CipherSuite, DecryptError, aes_decrypt, aes_encrypt, derive_keys,
-                                  hmac_digest, suite_for, user_key)
+                                  hmac_digest, user_key)
 from services.ipmi.session import (PRIV_ADMIN, PRIV_CALLBACK, PRIV_NAMES, PRIV_OEM, PRIV_USER, Session,
                                    SessionTable, TableFull)
 from services.ipmi.sol import STATUS_DEACTIVATING, SolChannel, SolSettings

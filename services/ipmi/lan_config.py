@@ -13,7 +13,6 @@ import struct
 from dataclasses import dataclass
 
 from services.ipmi.commands import CC_INVALID_FIELD, CC_OK, CC_REQUEST_LENGTH, CommandCore
-from services.ipmi.crypto import SUITES
 from services.ipmi.session import PRIV_ADMIN, PRIV_OPERATOR
 
 log = logging.getLogger("lan_config")
