@@ -42,8 +42,8 @@ from contextlib import ExitStack
 
 from benchmarks import Result, Row
 from benchmarks.ipmi import (BOOT_BANNER, HOST, LAN_CONF, PASSWORD, SUITE_NAMES, USER, BenchmarkError, IpmiSim,
-                             QemuBmc, cpu_seconds, deb_version, ensure_guest, percentile, stop_process,
-                             suite_supported)
+                             QemuBmc, argv_of, cpu_seconds, deb_version, ensure_guest, percentile, program_name,
+                             session_pids, stop_process, suite_supported)
 
 NAME = "console"
 PROMPT = b"guest# "
@@ -252,34 +252,13 @@ class Stack(QemuBmc):
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of each process of this stack, by program."""
         out: dict[str, float] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in session_pids(self.proc.pid):
             try:
-                if os.getsid(int(entry)) != self.proc.pid:
-                    continue
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-                name = program_name(argv)
-                out[name] = out.get(name, 0.0) + cpu_seconds(int(entry))
+                name = program_name(argv_of(pid))
+                out[name] = out.get(name, 0.0) + cpu_seconds(pid)
             except (OSError, ValueError):
                 continue
         return out
-
-
-def program_name(argv: list[str]) -> str:
-    """A short name for a process: the qemu-bmc service, nats-server, qemu, supervisord."""
-    for arg in argv[:2]:
-        base = os.path.basename(arg)
-        if base.startswith("qemu-bmc-") and base != "qemu-bmc-prefix":
-            return base.removeprefix("qemu-bmc-")
-        if base.startswith("qemu-system"):
-            return "qemu"
-        if base == "supervisord":
-            return "supervisord"
-    if "nats-server" in argv:
-        return "nats-server"
-    return os.path.basename(argv[0]) if argv else "?"
 
 
 class SimGuest:
@@ -426,18 +405,7 @@ def measure_capacity(term: Terminal, feed, lines: int, budget: float) -> dict:
     start_mark, end_mark = f"CAP-START-{tag}".encode(), f"CAP-END-{tag}".encode()
     payload = start_mark + b"\r\n" + b"".join(b"%d\r\n" % n for n in range(1, lines + 1)) + end_mark + b"\r\n"
     term.drain(0.2, 2)
-    begin = len(term.output)
-    t0 = time.perf_counter()
-    feed(payload)
-    timed_out = False
-    try:
-        end = term.read_until(end_mark + b"\r\n", budget, begin)
-    except BenchmarkError:
-        timed_out = True
-        end = len(term.output)
-    elapsed = time.perf_counter() - t0
-    text = bytes(term.output[begin:end])
-    body = text.split(start_mark, 1)[1].split(end_mark, 1)[0] if start_mark in text else b""
+    body, elapsed, timed_out = timed_transfer(term, lambda: feed(payload), start_mark, end_mark, budget)
     got = numbered(body)
     lost = lines_lost(got, lines, timed_out)
     term.drain(0.3, 5 if not timed_out else 30)
@@ -485,6 +453,25 @@ def numbered(body: bytes) -> list[int]:
     return [int(line) for line in re.split(rb"\r?\n", body) if line.strip().isdigit()]
 
 
+def timed_transfer(term: Terminal, start, start_mark: bytes, end_mark: bytes,
+                   budget: float) -> tuple[bytes, float, bool]:
+    """Call `start()`, read until `end_mark` and a line end (at most `budget` seconds):
+    the bytes between the markers, the seconds it took, and whether it timed out."""
+    begin = len(term.output)
+    t0 = time.perf_counter()
+    start()
+    timed_out = False
+    try:
+        end = term.read_until(end_mark + b"\r\n", budget, begin)
+    except BenchmarkError:
+        timed_out = True
+        end = len(term.output)
+    elapsed = time.perf_counter() - t0
+    text = bytes(term.output[begin:end])
+    body = text.split(start_mark, 1)[1].split(end_mark, 1)[0] if start_mark in text else b""
+    return body, elapsed, timed_out
+
+
 def lines_lost(got: list[int], lines: int, timed_out: bool) -> int:
     """Numbers of 1..lines missing; on a time-out, what had not come yet is late, not
     lost: only gaps below the last line that came count."""
@@ -503,19 +490,7 @@ def measure_bulk(term: Terminal, lines: int, budget: float) -> dict:
     term.send(command)
     term.read_until(b"EN''D-" + tag.encode(), 10, typed_at)  # the whole line echoed: nothing pending
     term.drain(0.1, 2)
-    begin = len(term.output)
-    t0 = time.perf_counter()
-    term.send(b"\r")
-    timed_out = False
-    try:
-        end = term.read_until(end_mark + b"\r\n", budget, begin)
-    except BenchmarkError:
-        timed_out = True
-        end = len(term.output)
-    elapsed = time.perf_counter() - t0
-    text = bytes(term.output[begin:end])
-    body = text.split(start_mark, 1)[1] if start_mark in text else b""
-    body = body.split(end_mark, 1)[0]
+    body, elapsed, timed_out = timed_transfer(term, lambda: term.send(b"\r"), start_mark, end_mark, budget)
     if timed_out:
         term.send(b"\x03")  # stop seq; let the rest arrive and be thrown away
         term.drain(0.5, 20)

@@ -84,6 +84,48 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def all_pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def argv_of(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def program_name(argv: list[str]) -> str:
+    """qemu-bmc-ipmi -> ipmi, python -m benchmarks._pyghmi_bmc -> pyghmi, ..."""
+    for arg in argv[:3]:
+        base = os.path.basename(arg)
+        if base.startswith("qemu-bmc-") and base != "qemu-bmc-prefix":
+            return base.removeprefix("qemu-bmc-")
+        if base.startswith("qemu-system"):
+            return "qemu"
+        if base in ("supervisord", "nats-server", "ipmi_sim"):
+            return base
+        if base == "benchmarks._pyghmi_bmc":
+            return "pyghmi"
+        if base == "qemu-bmc-prefix":  # a forked helper that prefixes a program's log lines
+            return "log prefixer (python)"
+        if base == "sed":  # what prefixes nats-server's log lines (configs/supervisord.conf)
+            return "log prefixer (sed)"
+    return os.path.basename(argv[0]) if argv else "?"
+
+
+def session_pids(sid: int) -> list[int]:
+    found = []
+    for pid in all_pids():
+        try:
+            if os.getsid(pid) == sid:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def command_output(*cmd: str) -> str:
     try:
         result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=10)
@@ -195,6 +237,21 @@ def stop_process(proc: subprocess.Popen | None) -> None:
             proc.wait(10)
 
 
+def wait_for_rmcp(peer: Peer, label: str, deadline: float, interval: float) -> None:
+    """Until `deadline`, try an RMCP+ session set-up every `interval` seconds while the
+    peer stays alive; BenchmarkError (with the peer's log) if none succeeded."""
+    last = ""
+    while time.monotonic() < deadline:
+        peer.check_alive()
+        try:
+            session_setup(peer.port, 3)
+            return
+        except (OSError, AssertionError) as exc:
+            last = repr(exc)
+        time.sleep(interval)
+    raise BenchmarkError(f"{label} did not answer RMCP+ on {HOST}:{peer.port} ({last}):\n{peer.log_tail()}")
+
+
 class ServerProcess(Peer):
     """A peer BMC that is one local process on a loopback UDP port, its output in
     `log_path` under its own temporary directory."""
@@ -218,16 +275,7 @@ class ServerProcess(Peer):
             raise BenchmarkError(f"{self.label} exited ({self.proc.returncode}); its output:\n{self.log_tail()}")
 
     def wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                session_setup(self.port, 3)
-                return
-            except (OSError, AssertionError) as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-        raise BenchmarkError(f"{self.label} did not answer RMCP+ on {HOST}:{self.port} ({last}):\n{self.log_tail()}")
+        wait_for_rmcp(self, self.label, deadline, 0.1)
 
     def server_pid(self) -> int | None:
         return self.proc.pid if self.proc else None
@@ -292,17 +340,7 @@ class QemuBmc(Peer):
             raise BenchmarkError(f"the qemu-bmc stack exited ({self.proc.returncode}):\n{self.log_tail()}")
 
     def wait_ready(self, deadline: float) -> None:
-        last = ""
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                session_setup(self.port, 3)
-                break
-            except (OSError, AssertionError) as exc:
-                last = repr(exc)
-            time.sleep(0.2)
-        else:
-            raise BenchmarkError(f"qemu-bmc did not answer RMCP+ on {HOST}:{self.port} ({last}):\n{self.log_tail()}")
+        wait_for_rmcp(self, "qemu-bmc", deadline, 0.2)
         if self.no_vm:
             return
         # let the guest finish booting: TCG boot work would compete with the load
@@ -322,17 +360,7 @@ class QemuBmc(Peer):
 
     def server_pid(self) -> int | None:
         """The qemu-bmc-ipmi process of this stack (same session as the entrypoint)."""
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read().split(b"\0")
-                if any(arg.endswith(b"qemu-bmc-ipmi") for arg in cmdline[:2]) and os.getsid(int(entry)) == self.proc.pid:
-                    return int(entry)
-            except OSError:
-                continue
-        return None
+        return next((pid for pid in session_pids(self.proc.pid) if program_name(argv_of(pid)) == "ipmi"), None)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

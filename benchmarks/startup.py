@@ -37,7 +37,8 @@ from contextlib import ExitStack
 
 from benchmarks import Result, Row
 from benchmarks.ipmi import (BOOT_BANNER, HOST, PASSWORD, USER, BenchmarkError, Client, IpmiSim,
-                             PyghmiServer, QemuBmc, command_output, ensure_guest, free_port)
+                             PyghmiServer, QemuBmc, all_pids, argv_of, command_output, ensure_guest, free_port,
+                             program_name, session_pids, stop_process)
 from rmcp_console import HandshakeFailed  # noqa: E402 (benchmarks.ipmi put tests/ on the path)
 
 NAME = "startup"
@@ -104,48 +105,6 @@ def wait_first_answer(port: int, t0: float, deadline: float, alive) -> float:
 
 
 # --- processes: who belongs to what, memory, CPU -------------------------------------
-
-def all_pids() -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
-
-
-def argv_of(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def program_name(argv: list[str]) -> str:
-    """qemu-bmc-ipmi -> ipmi, python -m benchmarks._pyghmi_bmc -> pyghmi, ..."""
-    for arg in argv[:3]:
-        base = os.path.basename(arg)
-        if base.startswith("qemu-bmc-") and base != "qemu-bmc-prefix":
-            return base.removeprefix("qemu-bmc-")
-        if base.startswith("qemu-system"):
-            return "qemu"
-        if base in ("supervisord", "nats-server", "ipmi_sim"):
-            return base
-        if base == "benchmarks._pyghmi_bmc":
-            return "pyghmi"
-        if base == "qemu-bmc-prefix":  # a forked helper that prefixes a program's log lines
-            return "log prefixer (python)"
-        if base == "sed":  # what prefixes nats-server's log lines (configs/supervisord.conf)
-            return "log prefixer (sed)"
-    return os.path.basename(argv[0]) if argv else "?"
-
-
-def session_pids(sid: int) -> list[int]:
-    found = []
-    for pid in all_pids():
-        try:
-            if os.getsid(pid) == sid:
-                found.append(pid)
-        except OSError:
-            continue
-    return found
-
 
 def descendant_pids(root: int) -> list[int]:
     """root and every process below it (the log prefixer of nats leaves root's session)."""
@@ -445,12 +404,7 @@ def bare_qemu_power_on(guest_dir: str, tmp: str, run: int) -> tuple[float, float
         with sock:
             return watch_serial(sock, t0, t0 + 120, "bare QEMU")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
         proc.stderr.close()
 
 

@@ -80,6 +80,8 @@ class SerialPort(asyncio.BufferedProtocol):
 
     def hold(self, held: bool) -> None:
         """Stop reading (QEMU then waits, and so does the guest) or go on."""
+        if held == self._held:
+            return  # asked after every publish: only a change does anything
         self._held = held
         if not held and self._resume_at is None:
             self._resume()

@@ -14,9 +14,9 @@ leave_out_aiohttp()  # before bus (and so nats-py) is imported
 import msgspec
 import nats.js.errors
 
-from bus import BusUnavailable, ConfigError, Subjects, connect, key_value
+from bus import ConfigError, Subjects, connect, key_value
 from bus.logs import setup_logging
-from bus.program import stop_requested
+from bus.program import run_service, stop_requested
 from bus.messages import IpmiDropped, IpmiSessionEvent, IpmiStats, PowerChanged, StatsGet, VmEvent
 from services.ipmi.backend import BusBackend
 from services.ipmi.bmc import build_core
@@ -141,7 +141,12 @@ async def run() -> None:
             task.add_done_callback(background.remove)
 
     server = IpmiDatagramServer(endpoint, core, on_note, console_input, serial_break)
-    transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(config.listen, config.port))
+    try:
+        transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=(config.listen, config.port))
+    except OSError as exc:
+        # exit 1 (supervisord retries): the port may be free again in a moment
+        log.error("cannot listen on %s:%d/udp: %s (IPMI_LISTEN/IPMI_PORT)", config.listen, config.port, exc)
+        raise SystemExit(1) from None
     log.info("listening on %s:%d/udp, cipher suites %s, session limit %d", config.listen, config.port,
              ",".join(map(str, config.suites)), config.session_limit)
     background = [asyncio.create_task(server.expire_loop()), asyncio.create_task(server.sol_loop())]
@@ -218,17 +223,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    try:
-        asyncio.run(run())
-    except ConfigError as exc:
-        log.error("bad configuration: %s", exc)
-        sys.exit(2)
-    except BusUnavailable as exc:
-        log.error("%s", exc)
-        sys.exit(1)
-    except OSError as exc:
-        log.error("cannot listen: %s (IPMI_LISTEN/IPMI_PORT)", exc)
-        sys.exit(1)
+    run_service(run, log)
 
 
 if __name__ == "__main__":

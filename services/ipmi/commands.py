@@ -99,13 +99,20 @@ class CommandCore:
             (NETFN_APP, 0x4F): (PRIV_USER, self.get_channel_payload_version),
         }
 
-    async def handle(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes]:
+    def _handler(self, netfn: int, cmd: int, privilege: int):
+        """The handler for this command at this privilege, or the refusal to answer with."""
         entry = self.table.get((netfn, cmd))
         if entry is None:
             return CC_INVALID_COMMAND, b""
         needed, handler = entry
         if privilege < needed:
             return CC_INSUFFICIENT_PRIVILEGE, b""
+        return handler
+
+    async def handle(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes]:
+        handler = self._handler(netfn, cmd, privilege)
+        if isinstance(handler, tuple):
+            return handler
         try:
             result = handler(data)
             return (await result) if inspect.isawaitable(result) else result
@@ -115,12 +122,9 @@ class CommandCore:
     def handle_now(self, netfn: int, cmd: int, data: bytes, privilege: int) -> tuple[int, bytes] | None:
         """Answer without the event loop when the handler is synchronous; None when it
         must be awaited (then use `handle`)."""
-        entry = self.table.get((netfn, cmd))
-        if entry is None:
-            return CC_INVALID_COMMAND, b""
-        needed, handler = entry
-        if privilege < needed:
-            return CC_INSUFFICIENT_PRIVILEGE, b""
+        handler = self._handler(netfn, cmd, privilege)
+        if isinstance(handler, tuple):
+            return handler
         if inspect.iscoroutinefunction(handler):
             return None
         try:
